@@ -1,0 +1,147 @@
+/**
+ * The broker port. Domain code (edge, worker, admin) depends only on these interfaces;
+ * the Kafka adapter and the in-memory adapter implement them, and one contract suite
+ * (`test/shared/broker/contract.ts`) holds both to the same behaviour.
+ */
+
+/** Kafka headers, as UTF-8 strings. */
+export type MessageHeaders = Readonly<Record<string, string>>;
+
+export interface OutgoingMessage {
+  readonly topic: string;
+  /** Partitioning key; messages with one key land on one partition, in order. */
+  readonly key?: string | null;
+  readonly value: Buffer | string;
+  /** An explicit partition; when omitted the partition comes from the key. */
+  readonly partition?: number;
+  readonly headers?: MessageHeaders;
+}
+
+/** Where a produced message landed, once acknowledged by all in-sync replicas. */
+export interface DeliveryReport {
+  readonly topic: string;
+  readonly partition: number;
+  /** Kafka offsets are 64-bit; kept as decimal strings. */
+  readonly offset: string;
+}
+
+export interface IncomingMessage {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+  readonly key: string | null;
+  readonly value: Buffer;
+  readonly headers: MessageHeaders;
+  /** Broker timestamp in milliseconds since the epoch. */
+  readonly timestamp: number;
+}
+
+export interface SendOptions {
+  /**
+   * Upper bound for the delivery report. Past it the promise rejects with
+   * `TetherError("unavailable")`; the message may still land (at-least-once).
+   */
+  readonly timeoutMs?: number;
+}
+
+export interface Producer {
+  connect(): Promise<void>;
+  /**
+   * Produces one message with idempotence and acks=all. Resolves with the delivery report;
+   * rejects with `TetherError("unavailable")` when the broker cannot take it in time, or
+   * when the local queue is full.
+   */
+  send(message: OutgoingMessage, options?: SendOptions): Promise<DeliveryReport>;
+  /** Waits for every queued message to be delivered, up to `timeoutMs`. */
+  flush(timeoutMs: number): Promise<void>;
+  /** Messages queued locally and not yet acknowledged; for backpressure. */
+  queued(): number;
+  /** Flushes (bounded) and disconnects. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * Called once per message. The consumer commits a message's offset only after its handler
+ * resolved and every earlier message of the same partition was handled too. A handler that
+ * rejects stops the consumer's progress on that partition: handlers own their retries.
+ */
+export type MessageHandler = (message: IncomingMessage) => Promise<void>;
+
+export interface DispatchOptions {
+  /** Handlers running at once across all partitions. Default 1. */
+  readonly concurrency?: number;
+  /**
+   * `key`: messages with the same key run one after another, in offset order; different keys
+   * run concurrently. `partition`: one at a time per partition. Default `key`.
+   */
+  readonly orderBy?: "key" | "partition";
+}
+
+export interface GroupConsumerOptions extends DispatchOptions {
+  readonly groupId: string;
+  readonly topics: readonly string[];
+  /** Where a group with no committed offset starts. Default `earliest`. */
+  readonly fromBeginning?: boolean;
+}
+
+export interface GroupConsumer {
+  /** Joins the group (cooperative-sticky) and starts handing messages to `handler`. */
+  start(handler: MessageHandler): Promise<void>;
+  /** Partitions this member owns now, as `topic:partition` strings. */
+  assignment(): readonly string[];
+  /**
+   * Stops fetching, waits (up to `timeoutMs`) for in-flight handlers, commits what is done,
+   * leaves the group. Safe to call twice.
+   */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+export interface PartitionConsumerOptions extends DispatchOptions {
+  /** Offsets are committed under this group id, so a successor resumes where this one stopped. */
+  readonly groupId: string;
+  readonly topic: string;
+  readonly partition: number;
+  /** Where to start when the group has no committed offset for the partition. Default `earliest`. */
+  readonly fallback?: "earliest" | "latest";
+}
+
+/** Reads one fixed partition, without group membership (the edge's reply slot). */
+export interface PartitionConsumer {
+  start(handler: MessageHandler): Promise<void>;
+  /** Commits what is done so far; also happens periodically and on close. */
+  commit(): Promise<void>;
+  /** Stops at once: no handler is called after this resolves. Safe to call twice. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+export interface TopicSpec {
+  readonly name: string;
+  readonly partitions: number;
+  /** -1 means the broker's default. */
+  readonly replicationFactor?: number;
+  readonly config?: Readonly<Record<string, string>>;
+}
+
+export interface BrokerAdmin {
+  /** Creates topics that do not exist; an existing topic is left as it is. */
+  ensureTopics(topics: readonly TopicSpec[]): Promise<void>;
+  /** Partition count of a topic; rejects with `not_found` when it does not exist. */
+  partitionCount(topic: string): Promise<number>;
+  /**
+   * Messages not yet consumed by `groupId` on `topic`, summed over partitions.
+   * For lag metrics and tests.
+   */
+  groupLag(groupId: string, topic: string): Promise<number>;
+  /** A cheap call that proves the broker answers; rejects with `unavailable` otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Factory for the clients of one broker. */
+export interface Broker {
+  readonly kind: "kafka" | "memory";
+  producer(): Producer;
+  groupConsumer(options: GroupConsumerOptions): GroupConsumer;
+  partitionConsumer(options: PartitionConsumerOptions): PartitionConsumer;
+  admin(): BrokerAdmin;
+}

@@ -1,0 +1,215 @@
+import { ErrorCode, TetherError } from "../errors/index.ts";
+
+/** The environment as read once in a service's `main.ts`. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Collects configuration problems so that a process reports every bad variable at once
+ * instead of failing on the first.
+ */
+export class ConfigReader {
+  readonly #env: Env;
+  readonly #problems: string[] = [];
+
+  constructor(env: Env) {
+    this.#env = env;
+  }
+
+  /** The raw value, with empty strings treated as unset. */
+  raw(name: string): string | undefined {
+    const value = this.#env[name];
+    return value === undefined || value.trim() === "" ? undefined : value.trim();
+  }
+
+  string(name: string, fallback: string): string {
+    return this.raw(name) ?? fallback;
+  }
+
+  optionalString(name: string): string | undefined {
+    return this.raw(name);
+  }
+
+  requiredString(name: string, why: string): string {
+    const value = this.raw(name);
+    if (value === undefined) {
+      this.problem(name, `is required ${why}`);
+      return "";
+    }
+    return value;
+  }
+
+  integer(name: string, fallback: number, range: { min?: number; max?: number } = {}): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if (!/^-?\d+$/.test(value)) {
+      this.problem(name, `must be a whole number, got ${JSON.stringify(value)}`);
+      return fallback;
+    }
+    const parsed = Number(value);
+    const { min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER } = range;
+    if (parsed < min || parsed > max) {
+      this.problem(name, `must be between ${min} and ${max}, got ${parsed}`);
+      return fallback;
+    }
+    return parsed;
+  }
+
+  port(name: string, fallback: number): number {
+    return this.integer(name, fallback, { min: 0, max: 65535 });
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const lower = value.toLowerCase();
+    if (["1", "true", "yes", "on"].includes(lower)) return true;
+    if (["0", "false", "no", "off"].includes(lower)) return false;
+    this.problem(name, `must be true or false, got ${JSON.stringify(value)}`);
+    return fallback;
+  }
+
+  oneOf<const T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if ((allowed as readonly string[]).includes(value)) return value as T;
+    this.problem(name, `must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`);
+    return fallback;
+  }
+
+  list(name: string): string[] {
+    const value = this.raw(name);
+    if (value === undefined) return [];
+    return value
+      .split(",")
+      .map((part) => part.trim())
+      .filter((part) => part !== "");
+  }
+
+  /** Records a problem found by a cross-field check. */
+  problem(name: string, message: string): void {
+    this.#problems.push(`${name} ${message}`);
+  }
+
+  /** Throws one error naming every bad variable, or returns the value frozen. */
+  finish<T extends object>(value: T): Readonly<T> {
+    if (this.#problems.length > 0) {
+      throw new TetherError(ErrorCode.InvalidConfig, `invalid configuration:\n  - ${this.#problems.join("\n  - ")}`, {
+        details: { problems: [...this.#problems] },
+      });
+    }
+    return deepFreeze(value);
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Settings every service shares: which adapters to use and how to reach them. */
+export interface CommonConfig {
+  readonly logLevel: string;
+  readonly broker: "memory" | "kafka";
+  readonly kafka: KafkaSettings;
+  readonly registry: "memory" | "dynamodb";
+  readonly dynamodb: DynamoDbSettings;
+  /** Kafka topic and DynamoDB table names; prefixed per environment. */
+  readonly names: ResourceNames;
+  /** Partitions of `replies`, hence the number of edge slots. */
+  readonly maxEdges: number;
+}
+
+export interface KafkaSettings {
+  readonly brokers: readonly string[];
+  readonly clientId: string;
+  /** `none` for local Kafka, `aws-iam` for MSK IAM (OAUTHBEARER), `plain` for SASL/PLAIN over TLS. */
+  readonly auth: "none" | "aws-iam" | "plain";
+  readonly ssl: boolean;
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  readonly region: string | undefined;
+  /** Replication factor used when the service creates topics. */
+  readonly replicationFactor: number;
+}
+
+export interface DynamoDbSettings {
+  readonly endpoint: string | undefined;
+  readonly region: string;
+}
+
+export interface ResourceNames {
+  readonly requestsTopic: string;
+  readonly repliesTopic: string;
+  readonly downlinkTopic: string;
+  readonly eventsTopic: string;
+  readonly dlqTopic: string;
+  readonly connectionsTable: string;
+  readonly edgesTable: string;
+  readonly outboxTable: string;
+}
+
+/** Topic and table names for a prefix ("" gives the bare names of the design). */
+export function resourceNames(prefix = ""): ResourceNames {
+  return {
+    requestsTopic: `${prefix}requests`,
+    repliesTopic: `${prefix}replies`,
+    downlinkTopic: `${prefix}downlink`,
+    eventsTopic: `${prefix}events`,
+    dlqTopic: `${prefix}requests.dlq`,
+    connectionsTable: `${prefix}connections`,
+    edgesTable: `${prefix}edges`,
+    outboxTable: `${prefix}outbox`,
+  };
+}
+
+/** Reads the settings every service shares. Problems are recorded on `reader`. */
+export function readCommonConfig(reader: ConfigReader, clientId: string): CommonConfig {
+  const broker = reader.oneOf("TETHER_BROKER", ["memory", "kafka"] as const, "memory");
+  const registry = reader.oneOf("TETHER_REGISTRY", ["memory", "dynamodb"] as const, "memory");
+  const brokers = reader.list("TETHER_KAFKA_BROKERS");
+  if (broker === "kafka" && brokers.length === 0) {
+    reader.problem("TETHER_KAFKA_BROKERS", "is required when TETHER_BROKER=kafka (host:port, comma-separated)");
+  }
+  const auth = reader.oneOf("TETHER_KAFKA_AUTH", ["none", "aws-iam", "plain"] as const, "none");
+  const username = reader.optionalString("TETHER_KAFKA_USERNAME");
+  const password = reader.optionalString("TETHER_KAFKA_PASSWORD");
+  if (auth === "plain" && (username === undefined || password === undefined)) {
+    reader.problem("TETHER_KAFKA_USERNAME", "and TETHER_KAFKA_PASSWORD are required when TETHER_KAFKA_AUTH=plain");
+  }
+  const region = reader.optionalString("AWS_REGION") ?? reader.optionalString("AWS_DEFAULT_REGION");
+  if (auth === "aws-iam" && region === undefined) {
+    reader.problem("AWS_REGION", "is required when TETHER_KAFKA_AUTH=aws-iam");
+  }
+  const prefix = reader.string("TETHER_NAME_PREFIX", "");
+  if (!/^[A-Za-z0-9._-]*$/.test(prefix)) {
+    reader.problem("TETHER_NAME_PREFIX", "may only hold A-Z a-z 0-9 . _ -");
+  }
+  return {
+    logLevel: reader.oneOf(
+      "TETHER_LOG_LEVEL",
+      ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const,
+      "info",
+    ),
+    broker,
+    kafka: {
+      brokers,
+      clientId: reader.string("TETHER_KAFKA_CLIENT_ID", clientId),
+      auth,
+      ssl: reader.boolean("TETHER_KAFKA_SSL", auth !== "none"),
+      username,
+      password,
+      region,
+      replicationFactor: reader.integer("TETHER_KAFKA_REPLICATION_FACTOR", -1, { min: -1, max: 5 }),
+    },
+    registry,
+    dynamodb: {
+      endpoint: reader.optionalString("TETHER_DYNAMODB_ENDPOINT"),
+      region: region ?? "us-east-1",
+    },
+    names: resourceNames(prefix),
+    maxEdges: reader.integer("TETHER_MAX_EDGES", 64, { min: 1, max: 4096 }),
+  };
+}
