@@ -111,6 +111,8 @@ function deepFreeze<T>(value: T): T {
 
 /** Settings every service shares: which adapters to use and how to reach them. */
 export interface CommonConfig {
+  /** `development` unlocks conveniences that must never run in production (auth mode `none`). */
+  readonly environment: "production" | "development";
   readonly logLevel: string;
   readonly broker: "memory" | "kafka";
   readonly kafka: KafkaSettings;
@@ -184,10 +186,12 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
     reader.problem("AWS_REGION", "is required when TETHER_KAFKA_AUTH=aws-iam");
   }
   const prefix = reader.string("TETHER_NAME_PREFIX", "");
+  const environment = reader.oneOf("TETHER_ENV", ["production", "development"] as const, "production");
   if (!/^[A-Za-z0-9._-]*$/.test(prefix)) {
     reader.problem("TETHER_NAME_PREFIX", "may only hold A-Z a-z 0-9 . _ -");
   }
   return {
+    environment,
     logLevel: reader.oneOf(
       "TETHER_LOG_LEVEL",
       ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const,
@@ -209,7 +213,13 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
       endpoint: reader.optionalString("TETHER_DYNAMODB_ENDPOINT"),
       region: region ?? "us-east-1",
     },
-    names: resourceNames(prefix),
+    names: {
+      ...resourceNames(prefix),
+      // Set by the CDK stack, which lets CloudFormation name the tables.
+      connectionsTable: reader.string("TETHER_CONNECTIONS_TABLE", `${prefix}connections`),
+      edgesTable: reader.string("TETHER_EDGES_TABLE", `${prefix}edges`),
+      outboxTable: reader.string("TETHER_OUTBOX_TABLE", `${prefix}outbox`),
+    },
     maxEdges: reader.integer("TETHER_MAX_EDGES", 64, { min: 1, max: 4096 }),
   };
 }

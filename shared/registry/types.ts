@@ -49,6 +49,8 @@ export interface SlotLease {
   readonly startedAt: number;
   /** Milliseconds since the epoch; the lease is live while `leaseUntil > now`. */
   readonly leaseUntil: number;
+  /** Open device connections the edge reported at its last renewal. */
+  readonly connections?: number;
 }
 
 export interface LeaseStore {
@@ -58,7 +60,7 @@ export interface LeaseStore {
    */
   acquire(lease: { slot: number; edgeId: string; host: string; leaseMs: number }): Promise<SlotLease>;
   /** Extends the lease; rejects with `conflict` when `edgeId` no longer holds it. */
-  renew(slot: number, edgeId: string, leaseMs: number): Promise<SlotLease>;
+  renew(slot: number, edgeId: string, leaseMs: number, connections?: number): Promise<SlotLease>;
   /** Gives the slot up if `edgeId` holds it (no error otherwise). */
   release(slot: number, edgeId: string): Promise<void>;
   get(slot: number): Promise<SlotLease | null>;
