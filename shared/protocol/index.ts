@@ -1,0 +1,32 @@
+/**
+ * Device protocol v1: frame types, limits, streaming framing, validation and encoding.
+ * The public surface of `shared/protocol`; see PROTOCOL.md for the wire contract.
+ */
+
+export {
+  CLIENT_BYE_LINE,
+  type ErrorFrameFields,
+  encodeAck,
+  encodeBye,
+  encodeError,
+  encodeFrame,
+  encodePush,
+  encodeReq,
+  encodeRes,
+  encodeWelcome,
+  PING_LINE,
+  PONG_LINE,
+  toLineJson,
+  type WelcomeFields,
+} from "./encode.ts";
+export * from "./frames.ts";
+export { LineSplitter, type LineSplitterOptions } from "./framing.ts";
+export {
+  isValidDeviceId,
+  isValidRequestId,
+  isValidType,
+  type ParseResult,
+  parseClientFrame,
+  parseServerFrame,
+  type ServerParseResult,
+} from "./parse.ts";
