@@ -1,0 +1,250 @@
+/**
+ * The in-memory registry: the same conditional-write semantics as the DynamoDB adapter
+ * (atomic epoch claims, owner-checked deletes, leases with expiry, an outbox with TTL), held
+ * in this process. The registry contract suite holds both adapters to the same behaviour.
+ */
+import { ErrorCode, TetherError } from "../../errors/index.ts";
+import type {
+  ClaimResult,
+  ConnectionClaim,
+  ConnectionRecord,
+  ConnectionStore,
+  LeaseStore,
+  OutboxEntry,
+  OutboxStore,
+  Page,
+  Registry,
+  SlotLease,
+} from "../types.ts";
+
+export interface MemoryRegistryOptions {
+  /** The clock for lease liveness and outbox expiry; `Date.now` when omitted. */
+  readonly now?: () => number;
+}
+
+const defaultPageSize = 100;
+
+/** Guards every store of one registry against use after close. */
+class State {
+  closed = false;
+
+  check(): void {
+    if (this.closed) throw new TetherError(ErrorCode.Closed, "registry is closed");
+  }
+}
+
+function encodeCursor(deviceId: string): string {
+  return Buffer.from(JSON.stringify({ after: deviceId }), "utf8").toString("base64url");
+}
+
+function decodeCursor(cursor: string): string {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    if (typeof parsed === "object" && parsed !== null && typeof (parsed as { after?: unknown }).after === "string") {
+      return (parsed as { after: string }).after;
+    }
+  } catch {
+    // Falls through to the error below.
+  }
+  throw new TetherError(ErrorCode.InvalidArgument, "malformed page cursor");
+}
+
+class MemoryConnectionStore implements ConnectionStore {
+  readonly #state: State;
+  readonly #records = new Map<string, ConnectionRecord>();
+  /** Highest epoch ever given per device, so a claim after a release still goes up. */
+  readonly #epochs = new Map<string, number>();
+
+  constructor(state: State) {
+    this.#state = state;
+  }
+
+  async claim(claim: ConnectionClaim): Promise<ClaimResult> {
+    this.#state.check();
+    const previous = this.#records.get(claim.deviceId) ?? null;
+    const epoch = (this.#epochs.get(claim.deviceId) ?? 0) + 1;
+    const record: ConnectionRecord = Object.freeze({
+      deviceId: claim.deviceId,
+      edgeId: claim.edgeId,
+      slot: claim.slot,
+      connId: claim.connId,
+      epoch,
+      connectedAt: claim.connectedAt,
+    });
+    this.#records.set(claim.deviceId, record);
+    this.#epochs.set(claim.deviceId, epoch);
+    // Records are frozen, so handing them out cannot change the store; copies keep callers'
+    // identity checks from depending on it anyway.
+    return { record: { ...record }, previous: previous === null ? null : { ...previous } };
+  }
+
+  async get(deviceId: string): Promise<ConnectionRecord | null> {
+    this.#state.check();
+    const record = this.#records.get(deviceId);
+    return record === undefined ? null : { ...record };
+  }
+
+  async release(deviceId: string, connId: string): Promise<boolean> {
+    this.#state.check();
+    const record = this.#records.get(deviceId);
+    if (record === undefined || record.connId !== connId) return false;
+    this.#records.delete(deviceId);
+    return true;
+  }
+
+  async listByEdge(edgeId: string, options: { limit?: number; cursor?: string } = {}): Promise<Page<ConnectionRecord>> {
+    this.#state.check();
+    const limit = options.limit ?? defaultPageSize;
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new TetherError(ErrorCode.InvalidArgument, "page limit must be a positive whole number");
+    }
+    const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
+    const matching = [...this.#records.values()]
+      .filter((record) => record.edgeId === edgeId && (after === undefined || record.deviceId > after))
+      .sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
+    const items = matching.slice(0, limit).map((record) => ({ ...record }));
+    const last = items.at(-1);
+    if (matching.length > limit && last !== undefined) return { items, cursor: encodeCursor(last.deviceId) };
+    return { items };
+  }
+}
+
+class MemoryLeaseStore implements LeaseStore {
+  readonly #state: State;
+  readonly #now: () => number;
+  readonly #leases = new Map<number, SlotLease>();
+
+  constructor(state: State, now: () => number) {
+    this.#state = state;
+    this.#now = now;
+  }
+
+  async acquire(lease: { slot: number; edgeId: string; host: string; leaseMs: number }): Promise<SlotLease> {
+    this.#state.check();
+    const now = this.#now();
+    const current = this.#leases.get(lease.slot);
+    if (current !== undefined && current.edgeId !== lease.edgeId && current.leaseUntil > now) {
+      throw new TetherError(ErrorCode.Conflict, `slot ${lease.slot} is held by another edge`, {
+        details: { slot: lease.slot },
+      });
+    }
+    const written: SlotLease = Object.freeze({
+      slot: lease.slot,
+      edgeId: lease.edgeId,
+      host: lease.host,
+      startedAt: now,
+      leaseUntil: now + lease.leaseMs,
+    });
+    this.#leases.set(lease.slot, written);
+    return { ...written };
+  }
+
+  async renew(slot: number, edgeId: string, leaseMs: number, connections?: number): Promise<SlotLease> {
+    this.#state.check();
+    const current = this.#leases.get(slot);
+    if (current === undefined || current.edgeId !== edgeId) {
+      throw new TetherError(ErrorCode.Conflict, `slot ${slot} is no longer held by this edge`, { details: { slot } });
+    }
+    const written: SlotLease = Object.freeze({
+      ...current,
+      leaseUntil: this.#now() + leaseMs,
+      ...(connections === undefined ? {} : { connections }),
+    });
+    this.#leases.set(slot, written);
+    return { ...written };
+  }
+
+  async release(slot: number, edgeId: string): Promise<void> {
+    this.#state.check();
+    if (this.#leases.get(slot)?.edgeId === edgeId) this.#leases.delete(slot);
+  }
+
+  async get(slot: number): Promise<SlotLease | null> {
+    this.#state.check();
+    const lease = this.#leases.get(slot);
+    return lease === undefined ? null : { ...lease };
+  }
+
+  async list(): Promise<readonly SlotLease[]> {
+    this.#state.check();
+    return [...this.#leases.values()].sort((a, b) => a.slot - b.slot).map((lease) => ({ ...lease }));
+  }
+}
+
+class MemoryOutboxStore implements OutboxStore {
+  readonly #state: State;
+  readonly #now: () => number;
+  readonly #devices = new Map<string, Map<string, OutboxEntry>>();
+
+  constructor(state: State, now: () => number) {
+    this.#state = state;
+    this.#now = now;
+  }
+
+  async put(entry: OutboxEntry): Promise<void> {
+    this.#state.check();
+    let entries = this.#devices.get(entry.deviceId);
+    if (entries === undefined) {
+      entries = new Map();
+      this.#devices.set(entry.deviceId, entries);
+    }
+    entries.set(
+      entry.messageId,
+      Object.freeze({
+        deviceId: entry.deviceId,
+        messageId: entry.messageId,
+        frame: entry.frame,
+        createdAt: entry.createdAt,
+        expiresAt: entry.expiresAt,
+      }),
+    );
+  }
+
+  async list(deviceId: string, limit?: number): Promise<readonly OutboxEntry[]> {
+    this.#state.check();
+    const entries = this.#devices.get(deviceId);
+    if (entries === undefined) return [];
+    const now = this.#now();
+    for (const [messageId, entry] of entries) {
+      // What DynamoDB's TTL would eventually do; expired entries are never returned either way.
+      if (entry.expiresAt <= now) entries.delete(messageId);
+    }
+    if (entries.size === 0) this.#devices.delete(deviceId);
+    const live = [...entries.values()].sort(
+      (a, b) => a.createdAt - b.createdAt || (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0),
+    );
+    return (limit === undefined ? live : live.slice(0, Math.max(0, limit))).map((entry) => ({ ...entry }));
+  }
+
+  async delete(deviceId: string, messageId: string): Promise<void> {
+    this.#state.check();
+    const entries = this.#devices.get(deviceId);
+    if (entries === undefined) return;
+    entries.delete(messageId);
+    if (entries.size === 0) this.#devices.delete(deviceId);
+  }
+}
+
+/** A registry held in this process's memory; each instance is its own store. */
+export class MemoryRegistry implements Registry {
+  readonly kind = "memory" as const;
+  readonly connections: ConnectionStore;
+  readonly leases: LeaseStore;
+  readonly outbox: OutboxStore;
+  readonly #state = new State();
+
+  constructor(options: MemoryRegistryOptions = {}) {
+    const now = options.now ?? Date.now;
+    this.connections = new MemoryConnectionStore(this.#state);
+    this.leases = new MemoryLeaseStore(this.#state, now);
+    this.outbox = new MemoryOutboxStore(this.#state, now);
+  }
+
+  async ping(): Promise<void> {
+    this.#state.check();
+  }
+
+  async close(): Promise<void> {
+    this.#state.closed = true;
+  }
+}
