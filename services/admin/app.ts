@@ -1,0 +1,89 @@
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { bearerAuth } from "./auth.ts";
+import type { AdminDeps, RouteDeps } from "./deps.ts";
+import { installErrorHandlers } from "./errors.ts";
+import { installHttpMetrics } from "./metrics.ts";
+import { deviceRoutes } from "./routes/devices.ts";
+import { edgeRoutes } from "./routes/edges.ts";
+import { healthRoutes } from "./routes/health.ts";
+
+export type { AdminDeps } from "./deps.ts";
+
+export type AdminApp = FastifyInstance<Server, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+/** Default body limit for everything but pushes, which set their own. */
+const DEFAULT_BODY_LIMIT = 16 * 1024;
+
+/** Headers whose values must never reach a log line, however a request gets logged. */
+const redact = ["req.headers.authorization", "headers.authorization", "request.headers.authorization"];
+
+/**
+ * Builds the admin API without listening: tests drive it with `inject()`, `main.ts` calls
+ * `listen()`. The caller keeps ownership of the registry, producer and broker admin.
+ */
+export async function buildApp(deps: AdminDeps): Promise<AdminApp> {
+  const routeDeps: RouteDeps = {
+    registry: deps.registry,
+    producer: deps.producer,
+    admin: deps.admin,
+    names: deps.names,
+    maxEdges: deps.maxEdges,
+    now: deps.now ?? Date.now,
+    maxFrameBytes: deps.maxFrameBytes ?? 65536,
+    dependencyTimeoutMs: deps.dependencyTimeoutMs ?? 5000,
+  };
+  const logger = deps.logger.child({ component: "admin-api" }, { redact: { paths: redact, censor: "[redacted]" } });
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: DEFAULT_BODY_LIMIT,
+    routerOptions: { maxParamLength: 256 },
+    ajv: {
+      // Unknown fields are an error (400), not silently dropped.
+      customOptions: { removeAdditional: false, allErrors: false },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  installErrorHandlers(app);
+  // JSON only: anything else is 415 rather than a string that fails the schema.
+  app.removeContentTypeParser("text/plain");
+  const metrics = installHttpMetrics(app, { defaultMetrics: deps.defaultMetrics ?? true });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "Tether admin API",
+        version: "1",
+        description:
+          "Operate a Tether fleet: live edges, device lookup, pushes and kicks. Every /v1 route needs " +
+          "`Authorization: Bearer <TETHER_ADMIN_TOKEN>`. Errors are `{statusCode, code, message}`.",
+      },
+      tags: [
+        { name: "fleet", description: "Edges and their devices" },
+        { name: "devices", description: "One device: lookup, push, kick" },
+        { name: "operations", description: "Health and readiness" },
+      ],
+      components: {
+        securitySchemes: { bearerAuth: { type: "http", scheme: "bearer", description: "TETHER_ADMIN_TOKEN" } },
+      },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: "/docs" });
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(healthRoutes, { deps: routeDeps, metrics: metrics.registry });
+  await app.register(
+    async (v1) => {
+      v1.addHook("onRequest", bearerAuth(deps.adminToken));
+      await v1.register(edgeRoutes, { deps: routeDeps });
+      await v1.register(deviceRoutes, { deps: routeDeps });
+    },
+    { prefix: "/v1" },
+  );
+  return app;
+}

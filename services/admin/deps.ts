@@ -1,0 +1,39 @@
+import type { Logger } from "pino";
+import type { ResourceNames } from "../../shared/config/index.ts";
+import type { BrokerAdmin, Producer } from "../../shared/broker/types.ts";
+import type { Registry } from "../../shared/registry/types.ts";
+
+/** What the admin API needs from the outside. `buildApp` owns none of it: the caller closes it. */
+export interface AdminDeps {
+  readonly registry: Registry;
+  /** Connected already; used for pushes (`downlink`) and kicks (`replies`). */
+  readonly producer: Producer;
+  /** For `/readyz`; without it readiness checks the registry only. */
+  readonly admin?: BrokerAdmin;
+  readonly names: ResourceNames;
+  /** Partitions of `replies`; a record naming a slot outside it is not kicked. */
+  readonly maxEdges: number;
+  /** The bearer token every `/v1` route requires. */
+  readonly adminToken: string;
+  readonly logger: Logger;
+  /** Clock in milliseconds since the epoch; `Date.now` when omitted. */
+  readonly now?: () => number;
+  /** Largest push frame an edge accepts (the protocol's `maxFrameBytes`); default 65536. */
+  readonly maxFrameBytes?: number;
+  /** Bound on each Kafka produce and readiness probe, in ms; default 5000. */
+  readonly dependencyTimeoutMs?: number;
+  /** Process metrics (`process_*`, `nodejs_*`) on `/metrics`; default true. */
+  readonly defaultMetrics?: boolean;
+}
+
+/** Dependencies as the route plugins see them, with defaults filled in. */
+export interface RouteDeps {
+  readonly registry: Registry;
+  readonly producer: Producer;
+  readonly admin: BrokerAdmin | undefined;
+  readonly names: ResourceNames;
+  readonly maxEdges: number;
+  readonly now: () => number;
+  readonly maxFrameBytes: number;
+  readonly dependencyTimeoutMs: number;
+}

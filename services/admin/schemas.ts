@@ -1,0 +1,118 @@
+import { Type } from "typebox";
+import { DEVICE_ID_PATTERN, TYPE_PATTERN } from "../../shared/protocol/frames.ts";
+import { apiErrorCodes } from "./errors.ts";
+
+/** Longest push lifetime: the outbox keeps nothing longer than a week. */
+export const MAX_TTL_SECONDS = 7 * 24 * 60 * 60;
+export const DEFAULT_TTL_SECONDS = 24 * 60 * 60;
+export const MAX_PAGE_SIZE = 1000;
+export const DEFAULT_PAGE_SIZE = 100;
+
+/** Edge ids follow the device id alphabet: they travel in the same headers and URLs. */
+export const EDGE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export const DeviceId = Type.String({
+  pattern: DEVICE_ID_PATTERN.source,
+  description: "1 to 128 characters of A-Z a-z 0-9 . _ : -",
+  examples: ["sensor-42"],
+});
+
+export const EdgeId = Type.String({
+  pattern: EDGE_ID_PATTERN.source,
+  description: "1 to 128 characters of A-Z a-z 0-9 . _ : -",
+});
+
+const Millis = Type.Integer({ description: "milliseconds since the Unix epoch" });
+
+export const ErrorResponse = Type.Object(
+  {
+    statusCode: Type.Integer(),
+    code: Type.Union(apiErrorCodes.map((code) => Type.Literal(code))),
+    message: Type.String(),
+  },
+  { description: "Every error has this shape; `code` is one of a closed list (see docs/admin-api.md)." },
+);
+
+export const DeviceParams = Type.Object({ deviceId: DeviceId }, { additionalProperties: false });
+export const EdgeParams = Type.Object({ edgeId: EdgeId }, { additionalProperties: false });
+
+export const Edge = Type.Object({
+  edgeId: EdgeId,
+  slot: Type.Integer({ minimum: 0, description: "partition of `replies` the edge consumes" }),
+  host: Type.String(),
+  startedAt: Millis,
+  leaseUntil: Millis,
+  connections: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
+    description: "open connections at the edge's last lease renewal; null before its first report",
+  }),
+});
+
+export const EdgeList = Type.Object({ edges: Type.Array(Edge) });
+
+export const Device = Type.Object({
+  deviceId: DeviceId,
+  online: Type.Boolean({ description: "true while the edge named here holds a live lease on its slot" }),
+  edgeId: EdgeId,
+  slot: Type.Integer({ minimum: 0 }),
+  connId: Type.String(),
+  connectedAt: Millis,
+});
+
+export const EdgeDevicesQuery = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE }),
+    cursor: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: "from the previous page" })),
+  },
+  { additionalProperties: false },
+);
+
+export const EdgeDevice = Type.Object({
+  deviceId: DeviceId,
+  connId: Type.String(),
+  slot: Type.Integer({ minimum: 0 }),
+  epoch: Type.Integer(),
+  connectedAt: Millis,
+});
+
+export const EdgeDevicePage = Type.Object({
+  edgeId: EdgeId,
+  items: Type.Array(EdgeDevice),
+  cursor: Type.Optional(Type.String({ description: "pass back as `cursor` for the next page; absent on the last" })),
+});
+
+export const PushBody = Type.Object(
+  {
+    type: Type.String({ pattern: TYPE_PATTERN.source, description: "the push frame's `type`" }),
+    body: Type.Unknown({ description: "any JSON; delivered to the device unchanged" }),
+    ttlSeconds: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX_TTL_SECONDS,
+        description: `how long an offline device may still get it; default ${DEFAULT_TTL_SECONDS}`,
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const PushAccepted = Type.Object({
+  messageId: Type.String({ description: "the push frame's `id`; the device acks it" }),
+  online: Type.Boolean({ description: "whether the device had a live connection when the push was accepted" }),
+  expiresAt: Millis,
+});
+
+export const KickAccepted = Type.Object({
+  deviceId: DeviceId,
+  edgeId: EdgeId,
+  connId: Type.String(),
+});
+
+/** Error responses a /v1 route can give besides its own: for the OpenAPI document. */
+export const commonErrors = {
+  400: ErrorResponse,
+  401: ErrorResponse,
+  500: ErrorResponse,
+  503: ErrorResponse,
+} as const;
+
+export const bearerSecurity = [{ bearerAuth: [] }];
