@@ -1,0 +1,135 @@
+import type { Broker, GroupConsumer, IncomingMessage, Producer } from "../../shared/broker/types.ts";
+import type { ResourceNames } from "../../shared/config/index.ts";
+import type { Logger } from "../../shared/log/index.ts";
+import { type DownlinkRecord, Header, ReplyKind } from "../../shared/records/index.ts";
+import type { ConnectionRecord, Registry } from "../../shared/registry/types.ts";
+import type { WorkerMetrics } from "./metrics.ts";
+
+export interface PushRouterOptions {
+  readonly broker: Broker;
+  /** Shared with the worker; the router neither connects nor closes it. */
+  readonly producer: Producer;
+  readonly registry: Registry;
+  readonly names: ResourceNames;
+  readonly groupId: string;
+  readonly concurrency: number;
+  readonly logger: Logger;
+  readonly metrics: WorkerMetrics;
+  readonly now?: () => number;
+}
+
+export type PushOutcome = "routed" | "stored" | "expired" | "malformed";
+
+/**
+ * Routes pushes from `downlink` to the edge that holds the device. Every push is written to
+ * the outbox first, so it survives whatever happens next: the owning edge deletes it once the
+ * device acks, and an edge delivers what is left when the device connects again. Then, when
+ * the device is online (a connection record whose edge still holds a live lease on its slot),
+ * the push goes to that slot's `replies` partition right away.
+ */
+export class PushRouter {
+  readonly #options: PushRouterOptions;
+  readonly #now: () => number;
+  #consumer: GroupConsumer | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: PushRouterOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  async start(): Promise<void> {
+    this.#consumer = this.#options.broker.groupConsumer({
+      groupId: this.#options.groupId,
+      topics: [this.#options.names.downlinkTopic],
+      concurrency: this.#options.concurrency,
+      orderBy: "key",
+    });
+    await this.#consumer.start(async (message) => {
+      const outcome = await this.route(message);
+      this.#options.metrics.pushes.inc({ outcome });
+    });
+  }
+
+  /** Stops fetching, finishes in-flight pushes (up to `timeoutMs`), commits, leaves. Safe twice. */
+  close(timeoutMs?: number): Promise<void> {
+    this.#closing ??= this.#consumer?.close(timeoutMs) ?? Promise.resolve();
+    return this.#closing;
+  }
+
+  /**
+   * Handles one `downlink` record. Rejects when the registry or broker fails, so the consumer
+   * tries the record again rather than commit past it.
+   */
+  async route(message: IncomingMessage): Promise<PushOutcome> {
+    const { registry, logger, names, producer } = this.#options;
+    const push = parseDownlink(message);
+    if (push === null) {
+      logger.warn({ partition: message.partition, offset: message.offset }, "malformed downlink record dropped");
+      return "malformed";
+    }
+    const now = this.#now();
+    if (push.expiresAt <= now) {
+      logger.debug({ deviceId: push.deviceId, messageId: push.messageId }, "expired push dropped");
+      return "expired";
+    }
+    const frame = JSON.stringify({ t: "push", id: push.messageId, type: push.type, body: push.body });
+    await registry.outbox.put({
+      deviceId: push.deviceId,
+      messageId: push.messageId,
+      frame,
+      createdAt: push.createdAt,
+      expiresAt: push.expiresAt,
+    });
+    const owner = await this.#liveOwner(push.deviceId, now);
+    if (owner === null) return "stored";
+    await producer.send({
+      topic: names.repliesTopic,
+      partition: owner.slot,
+      key: push.deviceId,
+      value: frame,
+      headers: {
+        [Header.Kind]: ReplyKind.Push,
+        [Header.Device]: push.deviceId,
+        [Header.MessageId]: push.messageId,
+        [Header.ExpiresAt]: String(push.expiresAt),
+      },
+    });
+    return "routed";
+  }
+
+  /** The device's connection, if its edge still holds a live lease on the connection's slot. */
+  async #liveOwner(deviceId: string, now: number): Promise<ConnectionRecord | null> {
+    const { registry } = this.#options;
+    const connection = await registry.connections.get(deviceId);
+    if (connection === null) return null;
+    const lease = await registry.leases.get(connection.slot);
+    if (lease === null || lease.leaseUntil <= now || lease.edgeId !== connection.edgeId) return null;
+    return connection;
+  }
+}
+
+/** Reads a `downlink` record, or null when it is not a valid DownlinkRecord. */
+export function parseDownlink(message: IncomingMessage): DownlinkRecord | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(message.value.toString("utf8"));
+  } catch {
+    return null;
+  }
+  if (typeof value !== "object" || value === null) return null;
+  const record = value as Record<string, unknown>;
+  const { deviceId, messageId, type, expiresAt, createdAt } = record;
+  if (typeof deviceId !== "string" || deviceId === "") return null;
+  if (typeof messageId !== "string" || messageId === "") return null;
+  if (typeof type !== "string" || type === "") return null;
+  if (typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) return null;
+  return {
+    deviceId,
+    messageId,
+    type,
+    body: record.body === undefined ? null : record.body,
+    expiresAt,
+    createdAt: typeof createdAt === "number" && Number.isFinite(createdAt) ? createdAt : message.timestamp,
+  };
+}
