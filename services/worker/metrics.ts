@@ -5,7 +5,7 @@ export const UNKNOWN_TYPE_LABEL = "_unknown";
 
 /** The worker's Prometheus metrics, on a registry of its own (several workers may share a process). */
 export class WorkerMetrics {
-  readonly registry: Registry;
+  readonly registry = new Registry();
   /** Requests answered with `res`, by type. */
   readonly handled: Counter<"type">;
   /** Requests answered with `error`, by type and code. */
@@ -23,7 +23,7 @@ export class WorkerMetrics {
   readonly pushes: Counter<"outcome">;
 
   constructor() {
-    const registers = [(this.registry = new Registry())];
+    const registers = [this.registry];
     this.handled = new Counter({
       name: "tether_worker_handled_total",
       help: "Requests answered with a result",
