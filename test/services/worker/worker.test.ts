@@ -270,7 +270,7 @@ test("a request without a reply route is dead-lettered unanswered", async (t) =>
   await producer.send({ topic: config.names.requestsTopic, key: "dev-1", value: "not json" });
   const letters = await dlq.waitForCount(2);
   assert.equal(letters[0]?.frame.attempts, 0);
-  assert.equal((letters[0]?.frame.request as { id: string }).id, "r1");
+  assert.equal((letters[0]!.frame.request as { id: string }).id, "r1");
   assert.equal(letters[1]?.frame.request, null);
   assert.equal(letters[1]?.frame.rawValue, "not json");
   assert.equal(replies.items.length, 0);
