@@ -150,17 +150,23 @@ export class Dispatcher {
     const progress = this.#partitions.get(id);
     if (progress === undefined) return -1;
     progress.revoked = true;
+    // A chain can hold entries of an earlier assignment of the same partition ahead of this
+    // one's, so every chain is searched, not only those this partition heads.
     for (const [chainKey, chain] of this.#chains) {
-      if (chain[0]?.partition !== progress) continue;
-      // The head may be running; keep it, drop the rest.
-      const dropped = chain.length - 1;
-      chain.length = 1;
+      const kept = chain.filter(
+        (entry, index) => entry.partition !== progress || (index === 0 && this.#isRunning(entry)),
+      );
+      const dropped = chain.length - kept.length;
+      if (dropped === 0) continue;
       this.#pending -= dropped;
-      if (!this.#isRunning(chain[0]!)) {
+      if (kept.length === 0) {
         this.#chains.delete(chainKey);
-        this.#pending -= 1;
+        continue;
       }
+      chain.splice(0, chain.length, ...kept);
+      if (!this.#isRunning(kept[0]!)) this.#ready.push(chainKey);
     }
+    this.#pump();
     await progress.waitIdle();
     if (this.#partitions.get(id) === progress) this.#partitions.delete(id);
     return progress.position;
@@ -194,6 +200,7 @@ export class Dispatcher {
     }
     this.#ready.length = 0;
     this.#readyHead = 0;
+    this.#pending = this.#running;
   }
 
   readonly #runningEntries = new Set<Entry>();
@@ -230,7 +237,11 @@ export class Dispatcher {
         entry.done = true;
         break;
       } catch (error) {
-        this.#onError?.(error, entry.message, attempt);
+        try {
+          this.#onError?.(error, entry.message, attempt);
+        } catch {
+          // A failing listener must not stop the retries.
+        }
         if (this.#closed || entry.partition.revoked) break;
         await sleep(delay);
         delay = Math.min(delay * 2, this.#maxRetryDelayMs);
@@ -245,7 +256,10 @@ export class Dispatcher {
     if (chain !== undefined && chain[0] === entry) {
       chain.shift();
       this.#pending -= 1;
-      if (chain.length === 0 || this.#closed) this.#chains.delete(chainKey);
+      if (this.#closed) {
+        this.#pending -= chain.length;
+        this.#chains.delete(chainKey);
+      } else if (chain.length === 0) this.#chains.delete(chainKey);
       else this.#ready.push(chainKey);
     }
     entry.partition.notifyIfIdle();
