@@ -1,8 +1,8 @@
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { bearerAuth } from "./auth.ts";
 import type { AdminDeps, RouteDeps } from "./deps.ts";
 import { installErrorHandlers } from "./errors.ts";
@@ -10,6 +10,7 @@ import { installHttpMetrics } from "./metrics.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { edgeRoutes } from "./routes/edges.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { validatorCompiler } from "./validation.ts";
 
 export type { AdminDeps } from "./deps.ts";
 
@@ -42,12 +43,10 @@ export async function buildApp(deps: AdminDeps): Promise<AdminApp> {
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: DEFAULT_BODY_LIMIT,
     routerOptions: { maxParamLength: 256 },
-    ajv: {
-      // Unknown fields are an error (400), not silently dropped.
-      customOptions: { removeAdditional: false, allErrors: false },
-    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  // Unknown fields are an error (400), never silently dropped; bodies are never coerced.
+  app.setValidatorCompiler(validatorCompiler);
   installErrorHandlers(app);
   // JSON only: anything else is 415 rather than a string that fails the schema.
   app.removeContentTypeParser("text/plain");

@@ -1,6 +1,6 @@
-import type { Logger } from "pino";
-import type { ResourceNames } from "../../shared/config/index.ts";
 import type { BrokerAdmin, Producer } from "../../shared/broker/types.ts";
+import type { ResourceNames } from "../../shared/config/index.ts";
+import type { Logger } from "../../shared/log/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
 
 /** What the admin API needs from the outside. `buildApp` owns none of it: the caller closes it. */

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type {
   FastifyBaseLogger,
   FastifyError,
@@ -7,7 +8,6 @@ import type {
   FastifyTypeProvider,
   RawServerDefault,
 } from "fastify";
-import type { IncomingMessage, ServerResponse } from "node:http";
 import { ErrorCode, isTetherError } from "../../shared/errors/index.ts";
 
 /**

@@ -75,7 +75,10 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
       // The device gets this exact frame; one the edge's clients would refuse is refused here.
       const frameBytes = Buffer.byteLength(JSON.stringify({ t: "push", id: messageId, type, body }), "utf8");
       if (frameBytes > deps.maxFrameBytes) {
-        throw new ApiError("payload_too_large", `push frame is ${frameBytes} bytes; the limit is ${deps.maxFrameBytes}`);
+        throw new ApiError(
+          "payload_too_large",
+          `push frame is ${frameBytes} bytes; the limit is ${deps.maxFrameBytes}`,
+        );
       }
       // Looked up before producing so that a registry failure leaves nothing behind to retry over.
       const presence = await lookupDevice(deps, deviceId);
@@ -141,4 +144,3 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
     },
   );
 };
-

@@ -51,7 +51,10 @@ export const edgeRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = async 
     async (request) => {
       const { edgeId } = request.params;
       const { limit, cursor } = request.query;
-      const page = await deps.registry.connections.listByEdge(edgeId, cursor === undefined ? { limit } : { limit, cursor });
+      const page = await deps.registry.connections.listByEdge(
+        edgeId,
+        cursor === undefined ? { limit } : { limit, cursor },
+      );
       return {
         edgeId,
         items: page.items.map((record) => ({

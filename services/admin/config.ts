@@ -1,0 +1,36 @@
+import { randomBytes } from "node:crypto";
+import { type CommonConfig, ConfigReader, type Env, readCommonConfig } from "../../shared/config/index.ts";
+
+export interface AdminConfig {
+  readonly common: CommonConfig;
+  readonly port: number;
+  readonly host: string;
+  /** The bearer token every /v1 route requires. */
+  readonly adminToken: string;
+  /** True when the token was made up at start-up (development only); main prints it. */
+  readonly adminTokenGenerated: boolean;
+}
+
+/** Reads the admin API's configuration; throws one `invalid_config` error naming every problem. */
+export function readAdminConfig(env: Env): Readonly<AdminConfig> {
+  const reader = new ConfigReader(env);
+  const common = readCommonConfig(reader, "tether-admin");
+  const development = common.environment === "development";
+  const port = reader.port("TETHER_ADMIN_PORT", 8080);
+  // Loopback by default on a developer's machine; every interface in a container.
+  const host = reader.string("TETHER_ADMIN_HOST", development ? "127.0.0.1" : "0.0.0.0");
+  const given = reader.optionalString("TETHER_ADMIN_TOKEN");
+  let adminToken = given ?? "";
+  let adminTokenGenerated = false;
+  if (given === undefined) {
+    if (development) {
+      adminToken = randomBytes(24).toString("base64url");
+      adminTokenGenerated = true;
+    } else {
+      reader.problem("TETHER_ADMIN_TOKEN", "is required unless TETHER_ENV=development (the bearer token of /v1)");
+    }
+  } else if (/\s/.test(given)) {
+    reader.problem("TETHER_ADMIN_TOKEN", "must not contain whitespace");
+  }
+  return reader.finish({ common, port, host, adminToken, adminTokenGenerated });
+}
