@@ -31,6 +31,12 @@ export interface MemoryBrokerOptions {
   readonly logger?: Logger;
   /** Messages a consumer takes ahead of its handlers before it stops fetching. Default 2000. */
   readonly maxPending?: number;
+  /**
+   * Records kept per partition besides each topic's `retention.ms`; older ones are dropped
+   * and a consumer behind them skips ahead, as Kafka's `auto.offset.reset=earliest` does.
+   * Default 100,000.
+   */
+  readonly maxRecordsPerPartition?: number;
 }
 
 interface StoredRecord {
@@ -40,31 +46,50 @@ interface StoredRecord {
   readonly timestamp: number;
 }
 
-/** One partition's log; offsets are array indexes since nothing is ever deleted. */
+/**
+ * One partition's log. Old records are dropped by the topic's `retention.ms` and by a count
+ * cap, so a long-running embedded process does not grow without bound; offsets keep counting.
+ */
 class PartitionLog {
   readonly topic: string;
   readonly partition: number;
-  readonly records: StoredRecord[] = [];
+  readonly #retentionMs: number;
+  readonly #maxRecords: number;
+  #records: StoredRecord[] = [];
+  /** Index in `#records` of the oldest retained record. */
+  #head = 0;
+  /** Offset of `#records[0]`. */
+  #base = 0;
   readonly #listeners = new Set<() => void>();
 
-  constructor(topic: string, partition: number) {
+  constructor(topic: string, partition: number, retentionMs: number, maxRecords: number) {
     this.topic = topic;
     this.partition = partition;
+    this.#retentionMs = retentionMs;
+    this.#maxRecords = maxRecords;
   }
 
+  /** Offset of the oldest record still held. */
+  start(): number {
+    return this.#base + this.#head;
+  }
+
+  /** Offset the next record will get. */
   end(): number {
-    return this.records.length;
+    return this.#base + this.#records.length;
   }
 
   append(record: StoredRecord): number {
-    const offset = this.records.length;
-    this.records.push(record);
+    const offset = this.end();
+    this.#records.push(record);
+    this.#trim(record.timestamp);
     for (const listener of this.#listeners) listener();
     return offset;
   }
 
+  /** The record at `offset`, which must lie in [start(), end()). */
   read(offset: number): IncomingMessage {
-    const record = this.records[offset]!;
+    const record = this.#records[offset - this.#base]!;
     return {
       topic: this.topic,
       partition: this.partition,
@@ -80,6 +105,21 @@ class PartitionLog {
   listen(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  #trim(now: number): void {
+    const records = this.#records;
+    while (records.length - this.#head > this.#maxRecords) this.#head += 1;
+    if (this.#retentionMs >= 0) {
+      const cutoff = now - this.#retentionMs;
+      while (this.#head < records.length - 1 && records[this.#head]!.timestamp < cutoff) this.#head += 1;
+    }
+    // Compacts now and then rather than shifting on every append.
+    if (this.#head > 1024 && this.#head * 2 > records.length) {
+      this.#records = records.slice(this.#head);
+      this.#base += this.#head;
+      this.#head = 0;
+    }
   }
 }
 
@@ -116,6 +156,7 @@ function partitionId(topic: string, partition: number): string {
 class Cluster {
   readonly logger: Logger | undefined;
   readonly maxPending: number;
+  readonly maxRecords: number;
   readonly #topics = new Map<string, TopicState>();
   readonly #groups = new Map<string, GroupState>();
   failing = false;
@@ -124,6 +165,7 @@ class Cluster {
   constructor(options: MemoryBrokerOptions) {
     this.logger = options.logger;
     this.maxPending = Math.max(1, options.maxPending ?? 2000);
+    this.maxRecords = Math.max(1, options.maxRecordsPerPartition ?? 100_000);
   }
 
   topic(name: string): TopicState | undefined {
@@ -149,7 +191,12 @@ class Cluster {
       if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
         throw new TetherError(ErrorCode.InvalidArgument, `topic ${spec.name} needs at least one partition`);
       }
-      const partitions = Array.from({ length: spec.partitions }, (_, index) => new PartitionLog(spec.name, index));
+      const retention = Number(spec.config?.["retention.ms"] ?? -1);
+      const retentionMs = Number.isFinite(retention) ? retention : -1;
+      const partitions = Array.from(
+        { length: spec.partitions },
+        (_, index) => new PartitionLog(spec.name, index, retentionMs, this.maxRecords),
+      );
       this.#topics.set(spec.name, { name: spec.name, partitions });
       created.push(spec.name);
     }
@@ -197,7 +244,7 @@ class Cluster {
     const topic = this.requireTopic(topicName);
     let lag = 0;
     for (const log of topic.partitions) {
-      const committed = this.committed(groupId, topicName, log.partition) ?? 0;
+      const committed = this.committed(groupId, topicName, log.partition) ?? log.start();
       lag += Math.max(0, log.end() - committed);
     }
     return lag;
@@ -342,6 +389,7 @@ class Fetcher {
       for (const cursor of this.#cursors.values()) {
         // A slice per partition per round keeps one busy partition from starving the rest.
         let budget = 64;
+        if (cursor.next < cursor.log.start()) cursor.next = cursor.log.start();
         while (budget > 0 && cursor.next < cursor.log.end()) {
           if (this.#stopped || this.#dispatcher.pending() >= this.#maxPending) return;
           this.#dispatcher.push(cursor.log.read(cursor.next));
@@ -532,7 +580,7 @@ class MemoryGroupConsumer implements GroupConsumer {
       const log = this.#cluster.log(topic, partition);
       if (log === undefined) continue;
       const committed = this.#cluster.committed(this.#group.id, topic, partition);
-      const start = committed ?? (this.#options.fromBeginning === false ? log.end() : 0);
+      const start = committed ?? (this.#options.fromBeginning === false ? log.end() : log.start());
       this.#owned.add(id);
       this.#fetcher?.add(log, start);
     }
@@ -610,7 +658,7 @@ class MemoryPartitionConsumer implements PartitionConsumer {
     this.#dispatcher = dispatcher;
     this.#fetcher = new Fetcher(dispatcher, this.#cluster.maxPending);
     const committed = this.#cluster.committed(groupId, topic, partition);
-    const start = committed ?? (this.#options.fallback === "latest" ? log.end() : 0);
+    const start = committed ?? (this.#options.fallback === "latest" ? log.end() : log.start());
     this.#fetcher.add(log, start);
   }
 

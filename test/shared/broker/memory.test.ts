@@ -168,3 +168,39 @@ test("a delivered message's value is a copy the handler may change without affec
   }
   assert.deepEqual(values, ["abc", "abc"]);
 });
+
+test("old records beyond the per-partition cap are dropped and a consumer behind them skips ahead", async (t) => {
+  const broker = new MemoryBroker({ maxRecordsPerPartition: 5 });
+  const admin = broker.admin();
+  await admin.ensureTopics([{ name: "t", partitions: 1 }]);
+  const producer = broker.producer();
+  t.after(() => producer.close());
+  const reports = await Promise.all(
+    Array.from({ length: 10 }, (_, i) => producer.send({ topic: "t", value: `v${i}` })),
+  );
+  assert.equal(reports.at(-1)?.offset, "9");
+  assert.equal(await admin.groupLag("fresh", "t"), 5);
+  const offsets: string[] = [];
+  const consumer = broker.partitionConsumer({ groupId: "g", topic: "t", partition: 0 });
+  t.after(() => consumer.close());
+  await consumer.start(async (m) => void offsets.push(m.offset));
+  await waitUntil("the retained records", () => offsets.length === 5, 5_000);
+  assert.deepEqual(offsets, ["5", "6", "7", "8", "9"]);
+});
+
+test("records older than the topic's retention.ms are dropped", async (t) => {
+  const broker = new MemoryBroker();
+  await broker.admin().ensureTopics([{ name: "t", partitions: 1, config: { "retention.ms": "30" } }]);
+  const producer = broker.producer();
+  t.after(() => producer.close());
+  for (let i = 0; i < 3; i += 1) await producer.send({ topic: "t", value: `old${i}` });
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  await producer.send({ topic: "t", value: "new" });
+  const values: string[] = [];
+  const consumer = broker.partitionConsumer({ groupId: "g", topic: "t", partition: 0 });
+  t.after(() => consumer.close());
+  await consumer.start(async (m) => void values.push(`${m.offset}:${m.value.toString()}`));
+  await waitUntil("the retained record", () => values.length === 1, 5_000);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(values, ["3:new"]);
+});
