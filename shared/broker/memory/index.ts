@@ -37,6 +37,8 @@ export interface MemoryBrokerOptions {
    * Default 100,000.
    */
   readonly maxRecordsPerPartition?: number;
+  /** How long a rebalance waits for a revoked partition's running handlers. Default 30 s. */
+  readonly rebalanceTimeoutMs?: number;
 }
 
 interface StoredRecord {
@@ -157,6 +159,7 @@ class Cluster {
   readonly logger: Logger | undefined;
   readonly maxPending: number;
   readonly maxRecords: number;
+  readonly rebalanceTimeoutMs: number;
   readonly #topics = new Map<string, TopicState>();
   readonly #groups = new Map<string, GroupState>();
   failing = false;
@@ -166,6 +169,7 @@ class Cluster {
     this.logger = options.logger;
     this.maxPending = Math.max(1, options.maxPending ?? 2000);
     this.maxRecords = Math.max(1, options.maxRecordsPerPartition ?? 100_000);
+    this.rebalanceTimeoutMs = options.rebalanceTimeoutMs ?? 30_000;
   }
 
   topic(name: string): TopicState | undefined {
@@ -596,7 +600,14 @@ class MemoryGroupConsumer implements GroupConsumer {
         const separator = id.lastIndexOf(":");
         const topic = id.slice(0, separator);
         const partition = Number(id.slice(separator + 1));
-        const position = await dispatcher.revoke(topic, partition);
+        // A handler that never finishes must not hold the whole group's rebalance, as Kafka's
+        // rebalance timeout would not; its partition moves on uncommitted (at-least-once).
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<number>((resolve) => {
+          timer = setTimeout(() => resolve(-1), this.#cluster.rebalanceTimeoutMs);
+        });
+        const position = await Promise.race([dispatcher.revoke(topic, partition), late]);
+        clearTimeout(timer);
         if (position >= 0) this.#cluster.commit(this.#group.id, topic, partition, position);
       }),
     );

@@ -204,3 +204,27 @@ test("records older than the topic's retention.ms are dropped", async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 20));
   assert.deepEqual(values, ["3:new"]);
 });
+
+test("a member stuck in a handler does not hold a rebalance past its timeout", async (t) => {
+  const broker = new MemoryBroker({ rebalanceTimeoutMs: 50 });
+  await broker.admin().ensureTopics([{ name: "t", partitions: 2 }]);
+  const producer = broker.producer();
+  t.after(() => producer.close());
+  let release = (): void => {};
+  const stuck = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  t.after(() => release());
+  const first = broker.groupConsumer({ groupId: "g", topics: ["t"] });
+  t.after(() => first.close(10));
+  await first.start(() => stuck);
+  await producer.send({ topic: "t", value: "x", partition: 0 });
+  await producer.send({ topic: "t", value: "y", partition: 1 });
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  const second = broker.groupConsumer({ groupId: "g", topics: ["t"] });
+  t.after(() => second.close());
+  const values: string[] = [];
+  await second.start(async (m) => void values.push(m.value.toString()));
+  assert.equal(second.assignment().length, 1);
+  await waitUntil("the moved partition's message", () => values.length === 1, 5_000);
+});
