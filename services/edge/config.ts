@@ -1,0 +1,167 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { type CommonConfig, ConfigReader, type Env, readCommonConfig } from "../../shared/config/index.ts";
+import {
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_HELLO_TIMEOUT_MS,
+  DEFAULT_MAX_FRAME_BYTES,
+} from "../../shared/protocol/frames.ts";
+
+export type AuthMode = "none" | "hmac" | "jwt";
+
+/** Per-edge limits; each one is configurable because fleets differ in what devices need. */
+export interface EdgeLimits {
+  /** Open device connections per edge; past it new sockets get `unavailable` and are closed. */
+  readonly maxConnections: number;
+  /** Requests of one connection awaiting their answer; past it the edge stops reading that socket. */
+  readonly maxInflight: number;
+  /** Requests per second per connection (token bucket; the burst equals the rate). */
+  readonly rateLimit: number;
+  /** Bytes queued to a socket that is not reading; past it the connection is cut. */
+  readonly maxQueuedBytes: number;
+  readonly helloTimeoutMs: number;
+  /** Told to devices in `welcome`; a connection silent for twice this long is closed. */
+  readonly heartbeatMs: number;
+  readonly maxFrameBytes: number;
+  /** Producer messages queued locally past which the edge stops reading sockets. */
+  readonly maxProducerQueue: number;
+}
+
+export interface EdgeConfig {
+  readonly common: CommonConfig;
+  readonly edgeId: string;
+  /** Written to the slot lease row so that operators can find the process. */
+  readonly host: string;
+  readonly devicePort: number;
+  /** Interface the device listener binds; all interfaces by default. */
+  readonly deviceHost: string | undefined;
+  readonly httpPort: number;
+  readonly auth: {
+    readonly mode: AuthMode;
+    readonly secret: string | undefined;
+    readonly jwksUrl: string | undefined;
+  };
+  /** PEM files; when both are set the edge terminates TLS itself. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
+  readonly drainMs: number;
+  /** Slot lease length; renewed every third of it. */
+  readonly leaseMs: number;
+  /** Upper bound for a request's delivery report before the device gets `unavailable`. */
+  readonly produceTimeoutMs: number;
+  /** How long a parked answer waits in the outbox for its device. */
+  readonly outboxTtlMs: number;
+  /** Replies forwarded more often than this are parked instead (bounds forwarding loops). */
+  readonly maxHops: number;
+  readonly limits: EdgeLimits;
+}
+
+/** A fresh edge id: short, unique enough for a fleet, safe in Kafka headers and DynamoDB keys. */
+export function randomEdgeId(): string {
+  return `edge-${randomBytes(6).toString("hex")}`;
+}
+
+/**
+ * Reads the edge's configuration from the environment, reporting every problem at once.
+ * Auth mode `none` is refused unless `TETHER_ENV=development`.
+ */
+export function readEdgeConfig(env: Env): EdgeConfig {
+  const reader = new ConfigReader(env);
+  const common = readCommonConfig(reader, "tether-edge");
+  const mode = reader.oneOf(
+    "TETHER_AUTH_MODE",
+    ["none", "hmac", "jwt"] as const,
+    common.environment === "development" ? "none" : "hmac",
+  );
+  const secret = reader.optionalString("TETHER_AUTH_SECRET");
+  const jwksUrl = reader.optionalString("TETHER_AUTH_JWKS_URL");
+  if (mode === "none" && common.environment !== "development") {
+    reader.problem(
+      "TETHER_AUTH_MODE",
+      "is none, which lets any device in; it is only allowed with TETHER_ENV=development (set TETHER_AUTH_MODE=hmac or jwt for production)",
+    );
+  }
+  if (mode === "hmac" && secret === undefined) {
+    reader.problem("TETHER_AUTH_SECRET", "is required when TETHER_AUTH_MODE=hmac");
+  }
+  if (mode === "jwt" && secret === undefined && jwksUrl === undefined) {
+    reader.problem("TETHER_AUTH_SECRET", "or TETHER_AUTH_JWKS_URL is required when TETHER_AUTH_MODE=jwt");
+  }
+  if (jwksUrl !== undefined && !/^https?:\/\//.test(jwksUrl)) {
+    reader.problem("TETHER_AUTH_JWKS_URL", "must be an http(s) URL");
+  }
+  const certFile = reader.optionalString("TETHER_TLS_CERT_FILE");
+  const keyFile = reader.optionalString("TETHER_TLS_KEY_FILE");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    reader.problem("TETHER_TLS_CERT_FILE", "and TETHER_TLS_KEY_FILE must be set together");
+  }
+  const edgeId = reader.string("TETHER_EDGE_ID", randomEdgeId());
+  if (!/^[A-Za-z0-9._:-]{1,64}$/.test(edgeId)) {
+    reader.problem("TETHER_EDGE_ID", "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -");
+  }
+  const heartbeatMs = reader.integer("TETHER_HEARTBEAT_MS", DEFAULT_HEARTBEAT_MS, { min: 50, max: 3_600_000 });
+  const leaseMs = reader.integer("TETHER_EDGE_LEASE_MS", 10_000, { min: 300, max: 600_000 });
+  const config: EdgeConfig = {
+    common,
+    edgeId,
+    host: reader.string("TETHER_EDGE_HOST", hostname()),
+    devicePort: reader.port("TETHER_DEVICE_PORT", 3000),
+    deviceHost: reader.optionalString("TETHER_DEVICE_HOST"),
+    httpPort: reader.port("TETHER_EDGE_HTTP_PORT", 9090),
+    auth: { mode, secret, jwksUrl },
+    tls: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : undefined,
+    drainMs: reader.integer("TETHER_DRAIN_MS", 20_000, { min: 0, max: 3_600_000 }),
+    leaseMs,
+    produceTimeoutMs: reader.integer("TETHER_PRODUCE_TIMEOUT_MS", 5_000, { min: 10, max: 120_000 }),
+    outboxTtlMs: reader.integer("TETHER_OUTBOX_TTL_MS", 24 * 60 * 60 * 1000, { min: 1000 }),
+    maxHops: reader.integer("TETHER_MAX_HOPS", 3, { min: 0, max: 16 }),
+    limits: {
+      maxConnections: reader.integer("TETHER_MAX_CONNECTIONS", 100_000, { min: 1 }),
+      maxInflight: reader.integer("TETHER_MAX_INFLIGHT", 64, { min: 1, max: 100_000 }),
+      rateLimit: reader.integer("TETHER_RATE_LIMIT", 100, { min: 1 }),
+      maxQueuedBytes: reader.integer("TETHER_MAX_QUEUED_BYTES", 1024 * 1024, { min: 1024 }),
+      helloTimeoutMs: reader.integer("TETHER_HELLO_TIMEOUT_MS", DEFAULT_HELLO_TIMEOUT_MS, { min: 10, max: 600_000 }),
+      heartbeatMs,
+      maxFrameBytes: reader.integer("TETHER_MAX_FRAME_BYTES", DEFAULT_MAX_FRAME_BYTES, {
+        min: 256,
+        max: 16 * 1024 * 1024,
+      }),
+      maxProducerQueue: reader.integer("TETHER_MAX_PRODUCER_QUEUE", 50_000, { min: 1 }),
+    },
+  };
+  return reader.finish(config);
+}
+
+/** Defaults for tests and the embedded mode: every limit as in production, auth left to the caller. */
+export function edgeConfigForTests(
+  common: CommonConfig,
+  overrides: Partial<Omit<EdgeConfig, "limits" | "common">> & { limits?: Partial<EdgeLimits> } = {},
+): EdgeConfig {
+  const { limits, ...rest } = overrides;
+  return {
+    common,
+    edgeId: randomEdgeId(),
+    host: "localhost",
+    devicePort: 0,
+    deviceHost: "127.0.0.1",
+    httpPort: 0,
+    auth: { mode: "none", secret: undefined, jwksUrl: undefined },
+    tls: undefined,
+    drainMs: 1000,
+    leaseMs: 10_000,
+    produceTimeoutMs: 5_000,
+    outboxTtlMs: 24 * 60 * 60 * 1000,
+    maxHops: 3,
+    ...rest,
+    limits: {
+      maxConnections: 100_000,
+      maxInflight: 64,
+      rateLimit: 1000,
+      maxQueuedBytes: 1024 * 1024,
+      helloTimeoutMs: DEFAULT_HELLO_TIMEOUT_MS,
+      heartbeatMs: DEFAULT_HEARTBEAT_MS,
+      maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+      maxProducerQueue: 50_000,
+      ...limits,
+    },
+  };
+}
