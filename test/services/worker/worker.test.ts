@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { type TestContext, test } from "node:test";
-import { createWorker, HandlerError, type HandlerRequest } from "../../../services/worker/index.ts";
+import {
+  createWorker,
+  type DeadLetterRecord,
+  HandlerError,
+  type HandlerRequest,
+} from "../../../services/worker/index.ts";
 import { MemoryBroker } from "../../../shared/broker/memory/index.ts";
 import { tetherTopics } from "../../../shared/broker/topics.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
@@ -128,15 +133,15 @@ test("a handler that keeps failing answers internal and dead-letters the request
   assert.equal(answer?.frame.retryable, false);
   const [letter] = await dlq.waitForCount(1);
   assert.ok(letter);
-  const record = letter.frame as Record<string, any>;
+  const record = letter.frame as unknown as DeadLetterRecord;
   assert.equal(record.error.name, "TypeError");
   assert.equal(record.error.message, "broken #3");
-  assert.match(record.error.stack, /TypeError: broken #3/);
+  assert.match(record.error.stack ?? "", /TypeError: broken #3/);
   assert.equal(record.attempts, 3);
-  assert.equal(record.request.deviceId, "dev-7");
-  assert.equal(record.request.id, "r1");
-  assert.equal(record.request.type, "broken");
-  assert.deepEqual(record.request.body, { a: 1 });
+  assert.equal(record.request?.deviceId, "dev-7");
+  assert.equal(record.request?.id, "r1");
+  assert.equal(record.request?.type, "broken");
+  assert.deepEqual(record.request?.body, { a: 1 });
   assert.equal(record.headers[Header.ReplySlot], "2");
   assert.equal(record.headers[Header.ReplyConn], "conn-1");
   assert.deepEqual(record.source, { topic: sent.topic, partition: sent.partition, offset: sent.offset });
