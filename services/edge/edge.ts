@@ -165,7 +165,8 @@ export class Edge {
 
   /** Connects the producer, takes a slot, starts the reply consumer, then listens. */
   async start(): Promise<void> {
-    if (this.#status !== "created") throw new TetherError(ErrorCode.Internal, `cannot start an edge that is ${this.#status}`);
+    if (this.#status !== "created")
+      throw new TetherError(ErrorCode.Internal, `cannot start an edge that is ${this.#status}`);
     this.#status = "starting";
     const config = this.#config;
     const names = config.common.names;
@@ -292,7 +293,12 @@ export class Edge {
   }
 
   #onOversize(conn: Connection): void {
-    this.#sendError(conn, WireErrorCode.FrameTooLarge, undefined, `frame longer than ${this.#config.limits.maxFrameBytes} bytes`);
+    this.#sendError(
+      conn,
+      WireErrorCode.FrameTooLarge,
+      undefined,
+      `frame longer than ${this.#config.limits.maxFrameBytes} bytes`,
+    );
     this.#close(conn, "frame_too_large");
   }
 
@@ -391,7 +397,8 @@ export class Edge {
     if (conn.state !== ConnState.Auth || this.#status !== "running") {
       // Gone while claiming: the record must not outlive the socket.
       this.#releaseRecord(deviceId, connId);
-      if (conn.state === ConnState.Auth) this.#close(conn, "draining", encodeBye(ByeReason.Draining, this.#reconnectMs()));
+      if (conn.state === ConnState.Auth)
+        this.#close(conn, "draining", encodeBye(ByeReason.Draining, this.#reconnectMs()));
       return;
     }
     conn.epoch = claim.record.epoch;
@@ -518,7 +525,14 @@ export class Edge {
     }
   };
 
-  #sendError(conn: Connection, code: string, id?: string, message?: string, retryable?: boolean, retryAfterMs?: number): void {
+  #sendError(
+    conn: Connection,
+    code: string,
+    id?: string,
+    message?: string,
+    retryable?: boolean,
+    retryAfterMs?: number,
+  ): void {
     this.metrics.error(code);
     this.#write(conn, encodeError({ code, id, message, retryable, retryAfterMs }));
   }
@@ -539,7 +553,14 @@ export class Edge {
     conn.tokensAt = now;
     if (tokens < 1) {
       conn.tokens = tokens;
-      this.#sendError(conn, WireErrorCode.RateLimited, id, undefined, undefined, Math.ceil(((1 - tokens) * 1000) / rate));
+      this.#sendError(
+        conn,
+        WireErrorCode.RateLimited,
+        id,
+        undefined,
+        undefined,
+        Math.ceil(((1 - tokens) * 1000) / rate),
+      );
       return;
     }
     conn.tokens = tokens - 1;
@@ -953,7 +974,9 @@ export class Edge {
     this.#log.error({ err: error, slot: this.#slot }, "slot lease lost; the edge stops");
     const consumer = this.#consumer;
     if (consumer !== undefined) {
-      consumer.close(0).catch((closeError: unknown) => this.#log.warn({ err: closeError }, "reply consumer close failed"));
+      consumer
+        .close(0)
+        .catch((closeError: unknown) => this.#log.warn({ err: closeError }, "reply consumer close failed"));
     }
     this.#shutdown(0, "failed").catch(() => {});
     for (const resolve of this.#fatalWaiters.splice(0)) resolve(error);

@@ -107,7 +107,10 @@ export class SlotKeeper {
         if (this.#state !== "held") return;
         if (hasErrorCode(error, ErrorCode.Conflict)) {
           this.#lose(
-            new TetherError(ErrorCode.Conflict, "slot lease taken by another edge", { cause: error, details: { slot } }),
+            new TetherError(ErrorCode.Conflict, "slot lease taken by another edge", {
+              cause: error,
+              details: { slot },
+            }),
           );
           return;
         }

@@ -6,7 +6,7 @@ import { createAuthenticator } from "../../shared/auth/index.ts";
 import { describeError } from "../../shared/errors/index.ts";
 import { createLogger, type Logger } from "../../shared/log/index.ts";
 import { readEdgeConfig } from "./config.ts";
-import { createEdge, type Edge } from "./edge.ts";
+import { createEdge } from "./edge.ts";
 import { EdgeHttp } from "./http.ts";
 
 async function main(): Promise<void> {

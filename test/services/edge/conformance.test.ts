@@ -8,7 +8,16 @@ import { after, before, describe, it } from "node:test";
 import { SignJWT } from "jose";
 import { createAuthenticator, hmacToken } from "../../../shared/auth/index.ts";
 import { Header, ReplyKind } from "../../../shared/records/index.ts";
-import { Device, EchoWorker, type EdgeOverrides, eventually, memoryFleet, sleep, startEdge, type TestFleet } from "./helpers.ts";
+import {
+  Device,
+  EchoWorker,
+  type EdgeOverrides,
+  eventually,
+  memoryFleet,
+  sleep,
+  startEdge,
+  type TestFleet,
+} from "./helpers.ts";
 
 interface Setup {
   fleet: TestFleet;
@@ -287,11 +296,14 @@ describe("edge protocol conformance (memory adapters)", () => {
     s.fleet.broker.fail(true);
     d.send({ t: "req", id: "u1", type: "echo", body: 1 });
     const error = await d.nextOfType("error");
-    assert.deepEqual({ id: error.id, code: error.code, retryable: error.retryable }, {
-      id: "u1",
-      code: "unavailable",
-      retryable: true,
-    });
+    assert.deepEqual(
+      { id: error.id, code: error.code, retryable: error.retryable },
+      {
+        id: "u1",
+        code: "unavailable",
+        retryable: true,
+      },
+    );
     s.fleet.broker.fail(false);
     d.send({ t: "req", id: "u1", type: "echo", body: 2 });
     assert.deepEqual(await d.nextOfType("res"), { t: "res", id: "u1", body: 2 });
@@ -443,7 +455,10 @@ describe("edge protocol conformance (memory adapters)", () => {
     }
     await drained;
     assert.equal(s.edge.status, "closed");
-    assert.equal(await s.fleet.registry.leases.get(s.edge.slot).then((l) => l === null || l.leaseUntil <= Date.now()), true);
+    assert.equal(
+      await s.fleet.registry.leases.get(s.edge.slot).then((l) => l === null || l.leaseUntil <= Date.now()),
+      true,
+    );
   });
 
   it("writes only valid frames: every line the edge sent in these tests parsed as a frame", () => {

@@ -1,6 +1,8 @@
 /** Test helpers for the edge: a device client over a real socket, an echo worker, edge set-up. */
 import { connect, type Socket } from "node:net";
-import { createAuthenticator, type Authenticator } from "../../../shared/auth/index.ts";
+import { type EdgeConfig, edgeConfigForTests } from "../../../services/edge/config.ts";
+import { createEdge, type Edge, type EdgeDeps } from "../../../services/edge/edge.ts";
+import { type Authenticator, createAuthenticator } from "../../../shared/auth/index.ts";
 import { MemoryBroker, tetherTopics } from "../../../shared/broker/index.ts";
 import type { Broker, GroupConsumer, Producer } from "../../../shared/broker/types.ts";
 import { type CommonConfig, type ResourceNames, resourceNames } from "../../../shared/config/index.ts";
@@ -8,8 +10,6 @@ import { silentLogger } from "../../../shared/log/index.ts";
 import { Header, ReplyKind, type RequestRecord, readReplyRoute } from "../../../shared/records/index.ts";
 import { MemoryRegistry } from "../../../shared/registry/index.ts";
 import type { Registry } from "../../../shared/registry/types.ts";
-import { type EdgeConfig, edgeConfigForTests } from "../../../services/edge/config.ts";
-import { createEdge, type Edge, type EdgeDeps } from "../../../services/edge/edge.ts";
 
 export type Frame = Record<string, unknown> & { t: string };
 
@@ -165,7 +165,13 @@ export class EchoWorker {
       const frame =
         request.type === "echo"
           ? JSON.stringify({ t: "res", id: request.id, body: request.body })
-          : JSON.stringify({ t: "error", id: request.id, code: "unknown_type", message: "no handler", retryable: false });
+          : JSON.stringify({
+              t: "error",
+              id: request.id,
+              code: "unknown_type",
+              message: "no handler",
+              retryable: false,
+            });
       await this.#producer.send({
         topic: this.names.repliesTopic,
         partition: route.slot,

@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { readEdgeConfig } from "../../../services/edge/config.ts";
+import { hasErrorCode } from "../../../shared/errors/index.ts";
+
+describe("edge configuration", () => {
+  it("refuses auth mode none outside development and names the variables", () => {
+    assert.throws(
+      () => readEdgeConfig({ TETHER_AUTH_MODE: "none" }),
+      (error) =>
+        hasErrorCode(error, "invalid_config") &&
+        /TETHER_AUTH_MODE/.test(error.message) &&
+        /TETHER_ENV=development/.test(error.message),
+    );
+  });
+
+  it("accepts auth mode none in development and uses the documented defaults", () => {
+    const config = readEdgeConfig({ TETHER_ENV: "development", TETHER_AUTH_MODE: "none" });
+    assert.equal(config.auth.mode, "none");
+    assert.equal(config.devicePort, 3000);
+    assert.equal(config.httpPort, 9090);
+    assert.equal(config.drainMs, 20000);
+    assert.equal(config.limits.heartbeatMs, 30000);
+    assert.equal(config.limits.helloTimeoutMs, 5000);
+    assert.equal(config.limits.maxFrameBytes, 65536);
+    assert.match(config.edgeId, /^edge-[0-9a-f]{12}$/);
+    assert.ok(Object.isFrozen(config.limits));
+  });
+
+  it("reads every limit and reports all bad variables at once", () => {
+    const config = readEdgeConfig({
+      TETHER_AUTH_MODE: "hmac",
+      TETHER_AUTH_SECRET: "s",
+      TETHER_DEVICE_PORT: "4000",
+      TETHER_EDGE_ID: "edge-a",
+      TETHER_MAX_CONNECTIONS: "10",
+      TETHER_MAX_INFLIGHT: "5",
+      TETHER_RATE_LIMIT: "7",
+      TETHER_MAX_QUEUED_BYTES: "2048",
+      TETHER_HELLO_TIMEOUT_MS: "100",
+      TETHER_HEARTBEAT_MS: "200",
+      TETHER_MAX_FRAME_BYTES: "1024",
+      TETHER_DRAIN_MS: "300",
+    });
+    assert.deepEqual([config.devicePort, config.edgeId, config.drainMs], [4000, "edge-a", 300]);
+    assert.deepEqual(
+      { ...config.limits, maxProducerQueue: 0 },
+      {
+        maxConnections: 10,
+        maxInflight: 5,
+        rateLimit: 7,
+        maxQueuedBytes: 2048,
+        helloTimeoutMs: 100,
+        heartbeatMs: 200,
+        maxFrameBytes: 1024,
+        maxProducerQueue: 0,
+      },
+    );
+    assert.throws(
+      () => readEdgeConfig({ TETHER_AUTH_MODE: "hmac", TETHER_MAX_INFLIGHT: "many", TETHER_TLS_CERT_FILE: "/c.pem" }),
+      (error) =>
+        hasErrorCode(error, "invalid_config") &&
+        ["TETHER_AUTH_SECRET", "TETHER_MAX_INFLIGHT", "TETHER_TLS_CERT_FILE"].every((name) =>
+          error.message.includes(name),
+        ),
+    );
+  });
+});

@@ -1,0 +1,156 @@
+/**
+ * Several edges in one process over the in-memory broker and registry: slot leases, replies
+ * following a device from edge to edge, takeover across edges, a lost lease.
+ */
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import type { Edge } from "../../../services/edge/edge.ts";
+import { MemoryBroker, tetherTopics } from "../../../shared/broker/index.ts";
+import { resourceNames } from "../../../shared/config/index.ts";
+import { hasErrorCode } from "../../../shared/errors/index.ts";
+import { silentLogger } from "../../../shared/log/index.ts";
+import { Header, ReplyKind } from "../../../shared/records/index.ts";
+import { MemoryRegistry } from "../../../shared/registry/index.ts";
+import { Device, EchoWorker, eventually, memoryCommon, memoryFleet, sleep, startEdge } from "./helpers.ts";
+
+const cleanup: Array<() => Promise<void> | void> = [];
+after(async () => {
+  for (const step of cleanup.reverse()) await step();
+});
+
+async function replies(edge: Edge, outcome: string): Promise<number> {
+  const metric = await edge.metrics.replies.get();
+  return metric.values.find((value) => value.labels.outcome === outcome)?.value ?? 0;
+}
+
+async function connectDevice(port: number, deviceId: string): Promise<{ device: Device; connId: string }> {
+  const device = await Device.connect(port);
+  cleanup.push(() => device.close());
+  const welcome = await device.hello(deviceId);
+  assert.equal(welcome.t, "welcome");
+  return { device, connId: String(welcome.connId) };
+}
+
+describe("edge fleet routing (memory adapters)", () => {
+  it("gives two edges that start on the same slot different slots", async () => {
+    const fleet = await memoryFleet(4);
+    const a = await startEdge(fleet, {}, { firstSlot: 2 });
+    cleanup.push(() => a.edge.close());
+    const b = await startEdge(fleet, {}, { firstSlot: 2 });
+    cleanup.push(() => b.edge.close());
+    assert.equal(a.edge.slot, 2);
+    assert.equal(b.edge.slot, 3);
+    const lease = await fleet.registry.leases.get(2);
+    assert.equal(lease?.edgeId, a.edge.edgeId);
+  });
+
+  it("refuses to start when every slot is held by a live edge", async () => {
+    const fleet = await memoryFleet(1);
+    const a = await startEdge(fleet);
+    cleanup.push(() => a.edge.close());
+    await assert.rejects(startEdge(fleet), (error) => hasErrorCode(error, "conflict"));
+  });
+
+  it("delivers an answer on edge B to a device that moved from edge A while its request was in flight", async () => {
+    const fleet = await memoryFleet(4);
+    const worker = new EchoWorker(fleet.broker, fleet.common.names);
+    let release!: () => void;
+    worker.gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    await worker.start();
+    cleanup.push(() => worker.close());
+    const a = await startEdge(fleet, {}, { firstSlot: 0 });
+    cleanup.push(() => a.edge.close());
+    const b = await startEdge(fleet, {}, { firstSlot: 1 });
+    cleanup.push(() => b.edge.close());
+
+    const onA = await connectDevice(a.port, "mover");
+    onA.device.send({ t: "req", id: "r1", type: "echo", body: "follow me" });
+    await onA.device.nextOfType("ack");
+    const onB = await connectDevice(b.port, "mover");
+    assert.equal((await onA.device.nextOfType("bye")).reason, "replaced");
+    release();
+    assert.deepEqual(await onB.device.nextOfType("res"), { t: "res", id: "r1", body: "follow me" });
+    assert.equal(await replies(a.edge, "forwarded"), 1);
+  });
+
+  it("closes the older connection on another edge with bye replaced", async () => {
+    const fleet = await memoryFleet(4);
+    const a = await startEdge(fleet, {}, { firstSlot: 0 });
+    cleanup.push(() => a.edge.close());
+    const b = await startEdge(fleet, {}, { firstSlot: 1 });
+    cleanup.push(() => b.edge.close());
+    const first = await connectDevice(a.port, "twice");
+    const second = await connectDevice(b.port, "twice");
+    assert.equal((await first.device.nextOfType("bye")).reason, "replaced");
+    await first.device.waitClosed();
+    const record = await fleet.registry.connections.get("twice");
+    assert.equal(record?.connId, second.connId);
+    assert.equal(record?.edgeId, b.edge.edgeId);
+  });
+
+  it("forwards a push that reached an edge the device left", async () => {
+    const fleet = await memoryFleet(4);
+    const a = await startEdge(fleet, {}, { firstSlot: 0 });
+    cleanup.push(() => a.edge.close());
+    const b = await startEdge(fleet, {}, { firstSlot: 1 });
+    cleanup.push(() => b.edge.close());
+    const onB = await connectDevice(b.port, "pushed");
+    const frame = JSON.stringify({ t: "push", id: "p1", type: "t", body: 1 });
+    const producer = fleet.broker.producer();
+    cleanup.push(() => producer.close());
+    await producer.send({
+      topic: fleet.common.names.repliesTopic,
+      partition: a.edge.slot,
+      key: "pushed",
+      value: frame,
+      headers: { [Header.Kind]: ReplyKind.Push, [Header.Device]: "pushed", [Header.MessageId]: "p1" },
+    });
+    assert.deepEqual(await onB.device.nextOfType("push"), { t: "push", id: "p1", type: "t", body: 1 });
+  });
+
+  it("stops delivering at once when its lease cannot be renewed, and a successor takes the slot", async () => {
+    let skew = 0;
+    const now = () => Date.now() + skew;
+    const broker = new MemoryBroker({ logger: silentLogger() });
+    const registry = new MemoryRegistry({ now });
+    const common = memoryCommon(resourceNames(""), 1);
+    const admin = broker.admin();
+    await admin.ensureTopics(tetherTopics({ names: common.names, maxEdges: 1, workPartitions: 2 }));
+    const fleet = { broker, registry, common };
+    const worker = new EchoWorker(broker, common.names);
+    let release!: () => void;
+    worker.gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    await worker.start();
+    cleanup.push(() => worker.close());
+
+    let fatal: unknown;
+    const a = await startEdge(fleet, { leaseMs: 600 }, { now, onFatal: (error) => (fatal = error) });
+    cleanup.push(() => a.edge.close());
+    const first = await connectDevice(a.port, "orphan");
+    first.device.send({ t: "req", id: "lost-1", type: "echo", body: "still delivered" });
+    await first.device.nextOfType("ack");
+
+    // Time jumps past the lease: the edge must give up before anyone else may take the slot.
+    skew = 10_000;
+    const error = await a.edge.failed();
+    assert.ok(fatal !== undefined);
+    assert.equal(error, fatal);
+    assert.equal(a.edge.status, "failed");
+    assert.equal((await first.device.nextOfType("bye")).reason, "draining");
+
+    const b = await startEdge(fleet, { leaseMs: 600 }, { now });
+    cleanup.push(() => b.edge.close());
+    assert.equal(b.edge.slot, 0);
+    release();
+    // The answer lands on slot 0, now B's: the device is offline, so B parks it.
+    await eventually(async () => (await registry.outbox.list("orphan")).length === 1, 3000, "answer parked");
+    assert.equal(await replies(a.edge, "delivered"), 0);
+    const again = await connectDevice(b.port, "orphan");
+    assert.deepEqual(await again.device.nextOfType("res"), { t: "res", id: "lost-1", body: "still delivered" });
+    await sleep(10);
+  });
+});
