@@ -65,9 +65,11 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
+    // Repeats are ignored: a process group and its supervisor often both forward the same
+    // signal, and the orchestrator sends SIGKILL anyway once its grace period is over.
     if (stopping) {
-      logger.warn({ signal }, "second signal during shutdown: exiting now");
-      process.exit(1);
+      logger.info({ signal }, "already shutting down");
+      return;
     }
     stopping = true;
     logger.info({ signal, graceMs: config.worker.shutdownMs }, "shutting down");

@@ -1,8 +1,8 @@
-import { useLocalCluster, uniquePrefix } from "../../harness/index.ts";
 import type { WorkerConfig } from "../../../services/worker/config.ts";
 import { createBroker, tetherTopics } from "../../../shared/broker/index.ts";
 import type { Broker } from "../../../shared/broker/types.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
+import { uniquePrefix, useLocalCluster } from "../../harness/index.ts";
 import { testConfig } from "./fixtures.ts";
 
 export interface KafkaEnv {

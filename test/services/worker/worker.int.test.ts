@@ -152,9 +152,7 @@ test("a handler past its deadline is answered timeout", async () => {
 test("a request delivered twice runs its handler once and is answered twice alike", async () => {
   await send({ deviceId: "dd-1", id: "r1", type: "counted" });
   await send({ deviceId: "dd-1", id: "r1", type: "counted" });
-  const items = await replies.waitUntil(
-    (all) => all.filter((item) => item.message.key === "dd-1").length >= 2,
-  );
+  const items = await replies.waitUntil((all) => all.filter((item) => item.message.key === "dd-1").length >= 2);
   const answers = items.filter((item) => item.message.key === "dd-1");
   assert.equal(calls.get("dd-1:r1"), 1);
   assert.deepEqual(answers[0]?.frame, { t: "res", id: "r1", body: { runs: 1 } });
