@@ -1,0 +1,153 @@
+/**
+ * The embedded mode: edge, worker (with the example handlers) and admin API in one process,
+ * on the in-memory broker and registry. Same protocol, handler API and admin API as the fleet;
+ * nothing to install or start first. For trying Tether out and for development.
+ */
+import { buildApp } from "../admin/app.ts";
+import { readAdminConfig } from "../admin/config.ts";
+import { createAuthenticator } from "../../shared/auth/index.ts";
+import { MemoryBroker, tetherTopics } from "../../shared/broker/index.ts";
+import type { Env } from "../../shared/config/index.ts";
+import { describeError } from "../../shared/errors/index.ts";
+import { createLogger } from "../../shared/log/index.ts";
+import { MemoryRegistry } from "../../shared/registry/index.ts";
+import { readEdgeConfig } from "../edge/config.ts";
+import { createEdge } from "../edge/edge.ts";
+import { EdgeHttp } from "../edge/http.ts";
+import { registerEcho } from "../worker/examples/echo.ts";
+import { MemoryKvStore, registerKv } from "../worker/examples/kv.ts";
+import { readWorkerConfig } from "../worker/config.ts";
+import { createWorker } from "../worker/worker.ts";
+
+/**
+ * The embedded mode always runs on the in-memory adapters and, unless the environment says
+ * otherwise, as development (auth mode `none`). Everything else reads the same variables as
+ * the separate services.
+ */
+export function embeddedEnv(env: Env): Env {
+  return {
+    TETHER_ENV: "development",
+    TETHER_AUTH_MODE: "none",
+    TETHER_LOG_LEVEL: "warn",
+    ...env,
+    TETHER_BROKER: "memory",
+    TETHER_REGISTRY: "memory",
+  };
+}
+
+async function main(): Promise<void> {
+  const env = embeddedEnv(process.env);
+  let configs: {
+    edge: ReturnType<typeof readEdgeConfig>;
+    worker: ReturnType<typeof readWorkerConfig>;
+    admin: ReturnType<typeof readAdminConfig>;
+  };
+  try {
+    configs = { edge: readEdgeConfig(env), worker: readWorkerConfig(env), admin: readAdminConfig(env) };
+  } catch (error) {
+    process.stderr.write(`tether: ${describeError(error)}\n`);
+    process.exit(2);
+  }
+  const { edge: edgeConfig, worker: workerConfig, admin: adminConfig } = configs;
+  const logger = createLogger({ name: "tether", level: edgeConfig.common.logLevel });
+  const broker = new MemoryBroker();
+  const registry = new MemoryRegistry();
+  const admin = broker.admin();
+  await admin.ensureTopics(tetherTopics({ names: edgeConfig.common.names, maxEdges: edgeConfig.common.maxEdges }));
+
+  const worker = createWorker({ config: workerConfig, logger: logger.child({ component: "worker" }), broker, registry });
+  registerKv(registerEcho(worker), new MemoryKvStore());
+  await worker.start();
+
+  const edge = createEdge({
+    config: edgeConfig,
+    logger: logger.child({ component: "edge" }),
+    broker,
+    registry,
+    authenticator: createAuthenticator({
+      mode: edgeConfig.auth.mode,
+      secret: edgeConfig.auth.secret,
+      jwksUrl: edgeConfig.auth.jwksUrl,
+    }),
+  });
+  const edgeHttp = new EdgeHttp({ edge, port: edgeConfig.httpPort, logger });
+
+  const producer = broker.producer();
+  await producer.connect();
+  const app = await buildApp({
+    registry,
+    producer,
+    admin,
+    names: adminConfig.common.names,
+    maxEdges: adminConfig.common.maxEdges,
+    adminToken: adminConfig.adminToken,
+    logger: logger.child({ component: "admin" }),
+  });
+
+  let stopping = false;
+  const stop = async (code: number): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    let failed = code !== 0;
+    const step = async (name: string, run: () => Promise<void>): Promise<void> => {
+      try {
+        await run();
+      } catch (error) {
+        failed = true;
+        logger.error({ err: error, step: name }, "shutdown step failed");
+      }
+    };
+    process.stdout.write("\ntether: draining...\n");
+    await step("admin", () => app.close());
+    await step("edge", () => (code === 0 ? edge.drain() : edge.close()));
+    await step("edge http", () => edgeHttp.close());
+    await step("worker", () => worker.close(workerConfig.worker.shutdownMs));
+    await step("producer", () => producer.close());
+    await step("broker admin", () => admin.close());
+    await step("registry", () => registry.close());
+    process.stdout.write(`tether: stopped${failed ? " with errors" : ""}\n`);
+    logger.flush();
+    process.exit(failed ? 1 : 0);
+  };
+  process.once("SIGINT", () => void stop(0));
+  process.once("SIGTERM", () => void stop(0));
+  edge.failed().then(
+    (error) => {
+      logger.fatal({ err: error }, "edge failed");
+      void stop(1);
+    },
+    () => {},
+  );
+
+  await edge.start();
+  const opsAddress = await edgeHttp.listen();
+  await app.listen({ port: adminConfig.port, host: adminConfig.host });
+
+  const devicePort = edge.address().port;
+  const auth = edgeConfig.auth.mode;
+  const lines = [
+    "Tether is running (embedded mode: in-memory broker and registry).",
+    "",
+    `  devices    tcp://127.0.0.1:${devicePort}   auth: ${auth}`,
+    `  admin API  http://${adminConfig.host}:${adminConfig.port}/v1   docs: http://${adminConfig.host}:${adminConfig.port}/docs`,
+    `  admin token  ${adminConfig.adminToken}`,
+    `  edge ops   http://127.0.0.1:${opsAddress.port}/metrics`,
+    "",
+    "Try it with nc (type the lines after the prompt):",
+    `  nc 127.0.0.1 ${devicePort}`,
+    `  {"t":"hello","v":1,"deviceId":"dev-1"${auth === "none" ? "" : ',"token":"<token>"'}}`,
+    '  {"t":"req","id":"1","type":"echo","body":{"hello":"world"}}',
+    "",
+    `or: npx tether connect --port ${devicePort} --device dev-1`,
+    `push: curl -X POST -H 'authorization: Bearer ${adminConfig.adminToken}' -H 'content-type: application/json' \\`,
+    `        -d '{"type":"note","body":"hi"}' http://${adminConfig.host}:${adminConfig.port}/v1/devices/dev-1/messages`,
+    "",
+    "Ctrl-C drains and stops.",
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`tether: failed to start: ${describeError(error)}\n`);
+  process.exit(1);
+});
