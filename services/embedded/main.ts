@@ -3,20 +3,21 @@
  * on the in-memory broker and registry. Same protocol, handler API and admin API as the fleet;
  * nothing to install or start first. For trying Tether out and for development.
  */
-import { buildApp } from "../admin/app.ts";
-import { readAdminConfig } from "../admin/config.ts";
+
 import { createAuthenticator } from "../../shared/auth/index.ts";
 import { MemoryBroker, tetherTopics } from "../../shared/broker/index.ts";
 import type { Env } from "../../shared/config/index.ts";
 import { describeError } from "../../shared/errors/index.ts";
 import { createLogger } from "../../shared/log/index.ts";
 import { MemoryRegistry } from "../../shared/registry/index.ts";
+import { buildApp } from "../admin/app.ts";
+import { readAdminConfig } from "../admin/config.ts";
 import { readEdgeConfig } from "../edge/config.ts";
 import { createEdge } from "../edge/edge.ts";
 import { EdgeHttp } from "../edge/http.ts";
+import { readWorkerConfig } from "../worker/config.ts";
 import { registerEcho } from "../worker/examples/echo.ts";
 import { MemoryKvStore, registerKv } from "../worker/examples/kv.ts";
-import { readWorkerConfig } from "../worker/config.ts";
 import { createWorker } from "../worker/worker.ts";
 
 /**
@@ -55,7 +56,12 @@ async function main(): Promise<void> {
   const admin = broker.admin();
   await admin.ensureTopics(tetherTopics({ names: edgeConfig.common.names, maxEdges: edgeConfig.common.maxEdges }));
 
-  const worker = createWorker({ config: workerConfig, logger: logger.child({ component: "worker" }), broker, registry });
+  const worker = createWorker({
+    config: workerConfig,
+    logger: logger.child({ component: "worker" }),
+    broker,
+    registry,
+  });
   registerKv(registerEcho(worker), new MemoryKvStore());
   await worker.start();
 
