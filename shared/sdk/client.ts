@@ -177,6 +177,7 @@ interface Connection {
   connectTimer: NodeJS.Timeout | undefined;
   heartbeatTimer: NodeJS.Timeout | undefined;
   pings: PingWaiter[];
+  corked: boolean;
 }
 
 const DEFAULT_RECONNECT: ReconnectOptions = { initialMs: 200, maxMs: 30_000, jitter: 1 };
@@ -517,6 +518,7 @@ export class TetherClient {
       connectTimer: undefined,
       heartbeatTimer: undefined,
       pings: [],
+      corked: false,
     };
     this.#conn = conn;
     conn.connectTimer = setTimeout(() => {
@@ -542,9 +544,19 @@ export class TetherClient {
   }
 
   #write(conn: Connection, line: string): void {
-    if (conn.socket.destroyed || !conn.socket.writable) return;
+    const socket = conn.socket;
+    if (socket.destroyed || !socket.writable) return;
     conn.lastSentAt = Date.now();
-    conn.socket.write(line);
+    // Frames written in the same tick (answers resolved from one read, say) leave in one segment.
+    if (!conn.corked) {
+      conn.corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        conn.corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(line);
   }
 
   #onLine(conn: Connection, line: Buffer): void {

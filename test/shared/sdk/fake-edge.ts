@@ -98,6 +98,7 @@ export class FakeEdge {
 
   #accept(socket: Socket): void {
     this.#sockets.add(socket);
+    socket.setNoDelay(true);
     socket.on("close", () => this.#sockets.delete(socket));
     socket.on("error", () => {});
     const conn: FakeConnection = {

@@ -1,0 +1,152 @@
+/** Argument parsing shared by the commands. */
+
+import { randomBytes } from "node:crypto";
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { SignJWT } from "jose";
+import { hmacToken } from "../../shared/auth/index.ts";
+import { isValidDeviceId } from "../../shared/protocol/index.ts";
+import { type CliIo, UsageError } from "./io.ts";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+export interface Parsed {
+  readonly values: Readonly<Record<string, string | boolean | undefined>>;
+  readonly positionals: readonly string[];
+}
+
+/** parseArgs, strict, with its errors turned into usage errors. */
+export function parse(args: readonly string[], options: Options): Parsed {
+  try {
+    const result = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
+    return { values: result.values as Parsed["values"], positionals: result.positionals };
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+export function stringOption(parsed: Parsed, name: string): string | undefined {
+  const value = parsed.values[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+export function flag(parsed: Parsed, name: string): boolean {
+  return parsed.values[name] === true;
+}
+
+/** An integer option within bounds, or its default. */
+export function intOption(parsed: Parsed, name: string, fallback: number, min: number, max: number): number {
+  const raw = stringOption(parsed, name);
+  if (raw === undefined) return fallback;
+  return parseIntStrict(raw, `--${name}`, min, max);
+}
+
+export function parseIntStrict(raw: string, what: string, min: number, max: number): number {
+  if (!/^-?\d+$/.test(raw.trim())) throw new UsageError(`${what} must be an integer, got ${JSON.stringify(raw)}`);
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new UsageError(`${what} must be between ${min} and ${max}, got ${raw}`);
+  }
+  return value;
+}
+
+/** A positive number option (decimals allowed), or its default. */
+export function numberOption(parsed: Parsed, name: string, fallback: number, min: number, max: number): number {
+  const raw = stringOption(parsed, name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(value) || value < min || value > max) {
+    throw new UsageError(`--${name} must be a number between ${min} and ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+export function deviceIdArgument(raw: string | undefined, what: string): string {
+  if (raw === undefined) throw new UsageError(`${what} is required`);
+  if (!isValidDeviceId(raw)) {
+    throw new UsageError(`${what} must be 1 to 128 characters of A-Z a-z 0-9 . _ : - (got ${JSON.stringify(raw)})`);
+  }
+  return raw;
+}
+
+/** Parses a JSON argument; a missing one is null. */
+export function jsonArgument(raw: string | undefined, what: string): unknown {
+  if (raw === undefined) return null;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new UsageError(`${what} must be JSON (for a string, quote it: '"text"'), got ${JSON.stringify(raw)}`);
+  }
+}
+
+/** Options every command that connects understands. */
+export const connectionOptions: Options = {
+  host: { type: "string" },
+  port: { type: "string" },
+  device: { type: "string" },
+  token: { type: "string" },
+  secret: { type: "string" },
+  auth: { type: "string" },
+  tls: { type: "boolean" },
+  "tls-insecure": { type: "boolean" },
+  timeout: { type: "string" },
+};
+
+export interface ConnectionSettings {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: boolean | { readonly rejectUnauthorized: false };
+  readonly timeoutMs: number;
+  /** Gives the token for a device: `--token`, or minted from the secret, or none. */
+  readonly tokenFor: (deviceId: string) => Promise<string | undefined>;
+}
+
+export const AuthKind = { Hmac: "hmac", Jwt: "jwt", None: "none" } as const;
+export type AuthKind = (typeof AuthKind)[keyof typeof AuthKind];
+
+/** Reads host, port, TLS and auth from the options, falling back on the environment. */
+export function connectionSettings(parsed: Parsed, io: CliIo, timeoutFallbackMs = 10_000): ConnectionSettings {
+  const host = stringOption(parsed, "host") ?? io.env.TETHER_HOST ?? "127.0.0.1";
+  const portRaw = stringOption(parsed, "port") ?? io.env.TETHER_DEVICE_PORT ?? "3000";
+  const port = parseIntStrict(portRaw, "--port", 1, 65535);
+  const timeoutMs = intOption(parsed, "timeout", timeoutFallbackMs, 1, 3_600_000);
+  const insecure = flag(parsed, "tls-insecure");
+  const tls = insecure ? { rejectUnauthorized: false as const } : flag(parsed, "tls");
+  const token = stringOption(parsed, "token");
+  const secret = stringOption(parsed, "secret") ?? io.env.TETHER_AUTH_SECRET;
+  const authRaw = stringOption(parsed, "auth") ?? io.env.TETHER_AUTH_MODE;
+  let auth: AuthKind;
+  if (authRaw === undefined || authRaw === "") {
+    auth = secret !== undefined && secret !== "" ? AuthKind.Hmac : AuthKind.None;
+  } else if (authRaw === "hmac" || authRaw === "jwt" || authRaw === "none") {
+    auth = authRaw;
+  } else {
+    throw new UsageError(`--auth must be hmac, jwt or none, got ${JSON.stringify(authRaw)}`);
+  }
+  if (token === undefined && auth !== AuthKind.None && (secret === undefined || secret === "")) {
+    throw new UsageError(`--auth ${auth} needs --secret (or TETHER_AUTH_SECRET), or give --token`);
+  }
+  const tokenFor = async (deviceId: string): Promise<string | undefined> => {
+    if (token !== undefined) return token;
+    if (secret === undefined || secret === "") return undefined;
+    if (auth === AuthKind.Hmac) return hmacToken(secret, deviceId);
+    if (auth === AuthKind.Jwt) return jwtToken(secret, deviceId, 3600);
+    return undefined;
+  };
+  return { host, port, tls, timeoutMs, tokenFor };
+}
+
+/** An HS256 JWT for a device: `sub` = deviceId, expiring after `ttlSec`. */
+export async function jwtToken(secret: string, deviceId: string, ttlSec: number): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({})
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setSubject(deviceId)
+    .setIssuedAt(now)
+    .setExpirationTime(now + ttlSec)
+    .sign(new TextEncoder().encode(secret));
+}
+
+/** A device id for a CLI session when none is given. */
+export function randomDeviceId(prefix: string): string {
+  return `${prefix}-${randomBytes(6).toString("hex")}`;
+}

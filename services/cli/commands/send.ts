@@ -1,0 +1,54 @@
+/** `tether send <type> [json]`: one request, prints the answer. */
+
+import { isTetherRequestError, TetherClient } from "../../../shared/sdk/index.ts";
+import {
+  connectionOptions,
+  connectionSettings,
+  deviceIdArgument,
+  jsonArgument,
+  parse,
+  randomDeviceId,
+  stringOption,
+} from "../args.ts";
+import { type CliIo, CommandError, UsageError, writeLine } from "../io.ts";
+
+export const sendUsage = `tether send <type> [json] [--id ID] [connection options]
+  Sends one request and prints the answer's body as JSON. Exit code 0 on an answer,
+  1 on an error answer or a failure (printed as "error <code>: <message>" on stderr).`;
+
+export async function sendCommand(args: readonly string[], io: CliIo): Promise<number> {
+  const parsed = parse(args, { ...connectionOptions, id: { type: "string" } });
+  const [type, json, ...rest] = parsed.positionals;
+  if (type === undefined) throw new UsageError("send needs a request type, e.g. tether send echo '{\"a\":1}'");
+  if (rest.length > 0) throw new UsageError("send takes a type and at most one JSON body (quote the JSON)");
+  const body = jsonArgument(json, "the body");
+  const settings = connectionSettings(parsed, io);
+  const device = stringOption(parsed, "device");
+  const deviceId = device === undefined ? randomDeviceId("cli") : deviceIdArgument(device, "--device");
+  const id = stringOption(parsed, "id");
+
+  const client = new TetherClient({
+    host: settings.host,
+    port: settings.port,
+    deviceId,
+    token: await settings.tokenFor(deviceId),
+    tls: settings.tls,
+    requestTimeoutMs: settings.timeoutMs,
+    connectTimeoutMs: settings.timeoutMs,
+    reconnect: false,
+  });
+  try {
+    await client.connect();
+    const answer = await client.request(type, body, { ...(id === undefined ? {} : { id }) });
+    writeLine(io.stdout, JSON.stringify(answer));
+    return 0;
+  } catch (error) {
+    if (isTetherRequestError(error)) {
+      if (error.code === "invalid_request") throw new UsageError(error.message);
+      throw new CommandError(`error ${error.code}: ${error.message}`);
+    }
+    throw error;
+  } finally {
+    await client.close();
+  }
+}
