@@ -1,0 +1,4 @@
+// The CDK app entry point (cdk.json: `npx tsx infra/bin/app.ts`).
+import { createApp } from "../lib/app.ts";
+
+createApp().app.synth();

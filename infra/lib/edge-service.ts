@@ -1,0 +1,308 @@
+import { Duration } from "aws-cdk-lib";
+import * as appscaling from "aws-cdk-lib/aws-applicationautoscaling";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import * as ec2 from "aws-cdk-lib/aws-ec2";
+import * as ecs from "aws-cdk-lib/aws-ecs";
+import * as elbv2 from "aws-cdk-lib/aws-elasticloadbalancingv2";
+import type * as logs from "aws-cdk-lib/aws-logs";
+import type * as s3 from "aws-cdk-lib/aws-s3";
+import * as secretsmanager from "aws-cdk-lib/aws-secretsmanager";
+import { Construct } from "constructs";
+import type { Kafka } from "./kafka.ts";
+import { acknowledge, acknowledgeWildcardResource } from "./nag.ts";
+import { ServiceTask } from "./service-task.ts";
+import { type AuthMode, drainTimings } from "./settings.ts";
+import { acknowledgeConnectionsIndex, type Tables } from "./tables.ts";
+
+export const DEVICE_PORT = 3000;
+export const DEVICE_TLS_PORT = 443;
+export const EDGE_HTTP_PORT = 9090;
+
+export interface EdgeServiceProps {
+  readonly vpc: ec2.IVpc;
+  readonly cluster: ecs.ICluster;
+  readonly image: ecs.ContainerImage;
+  readonly kafka: Kafka;
+  readonly tables: Tables;
+  /** Environment every service shares (registry, tables, Kafka). */
+  readonly commonEnvironment: Record<string, string>;
+  readonly commonSecrets: Record<string, ecs.Secret>;
+  readonly authMode: AuthMode;
+  readonly jwksUrl: string | undefined;
+  readonly drainMs: number;
+  readonly certificateArn: string | undefined;
+  readonly deviceCidrs: readonly string[];
+  readonly desiredCount: number;
+  readonly minCount: number;
+  readonly maxCount: number;
+  readonly connectionsPerTask: number;
+  readonly production: boolean;
+  readonly logRetention: logs.RetentionDays;
+  readonly accessLogs: s3.IBucket;
+}
+
+/**
+ * The edge fleet: Fargate tasks holding device sockets behind an internet-facing NLB.
+ *
+ * Drain: ECS deregisters a stopping task, waits the deregistration delay, then sends SIGTERM,
+ * and the edge sends `bye draining` and spreads reconnects over TETHER_DRAIN_MS. The NLB must
+ * not cut those connections first, so connection termination on deregistration and on
+ * unhealthy targets is off, and the health check needs longer than the drain to mark a
+ * draining task unhealthy. `stopTimeout` covers the drain plus the final flush.
+ */
+export class EdgeService extends Construct {
+  readonly service: ecs.FargateService;
+  readonly task: ServiceTask;
+  readonly loadBalancer: elbv2.NetworkLoadBalancer;
+  readonly targetGroup: elbv2.NetworkTargetGroup;
+  readonly authSecret: secretsmanager.Secret | undefined;
+  readonly securityGroup: ec2.SecurityGroup;
+  /** Device connections through the NLB (both listeners). */
+  readonly activeConnections: cloudwatch.Metric;
+  /** Device connections per healthy edge task (NLB flows / healthy targets). */
+  readonly connectionsPerTask: cloudwatch.MathExpression;
+
+  constructor(scope: Construct, id: string, props: EdgeServiceProps) {
+    super(scope, id);
+    const timings = drainTimings(props.drainMs);
+
+    // HMAC tokens, or HS256 JWTs when no JWKS URL is given, are checked against this secret;
+    // device makers read it from Secrets Manager to sign their tokens.
+    const needsSecret = props.authMode === "hmac" || props.jwksUrl === undefined;
+    this.authSecret = needsSecret
+      ? new secretsmanager.Secret(this, "AuthSecret", {
+          description: "Tether edge: HMAC / HS256 secret for device tokens",
+          generateSecretString: { passwordLength: 64, excludePunctuation: true },
+        })
+      : undefined;
+    if (this.authSecret !== undefined) {
+      acknowledge(
+        this.authSecret,
+        "AwsSolutions-SMG4",
+        "Device makers sign tokens with this secret, so rotating it is a coordinated change (new tokens, then a redeploy, since ECS reads secrets at task start), not a scheduled Lambda rotation.",
+      );
+    }
+
+    const environment: Record<string, string> = {
+      ...props.commonEnvironment,
+      TETHER_DEVICE_PORT: String(DEVICE_PORT),
+      TETHER_EDGE_HTTP_PORT: String(EDGE_HTTP_PORT),
+      TETHER_AUTH_MODE: props.authMode,
+      TETHER_DRAIN_MS: String(props.drainMs),
+    };
+    if (props.jwksUrl !== undefined) environment.TETHER_AUTH_JWKS_URL = props.jwksUrl;
+    const secrets: Record<string, ecs.Secret> = { ...props.commonSecrets };
+    if (this.authSecret !== undefined) secrets.TETHER_AUTH_SECRET = ecs.Secret.fromSecretsManager(this.authSecret);
+
+    this.task = new ServiceTask(this, "Task", {
+      name: "edge",
+      image: props.image,
+      cpu: 1024,
+      memoryLimitMiB: 2048,
+      environment,
+      secrets,
+      ports: [DEVICE_PORT, EDGE_HTTP_PORT],
+      healthPort: EDGE_HTTP_PORT,
+      stopTimeout: timings.stopTimeout,
+      logRetention: props.logRetention,
+      production: props.production,
+      openFiles: 1_048_576,
+    });
+
+    // Registry: ownership records, slot leases, the outbox.
+    props.tables.connections.grantReadWriteData(this.task.taskDefinition.taskRole);
+    props.tables.edges.grantReadWriteData(this.task.taskDefinition.taskRole);
+    props.tables.outbox.grantReadWriteData(this.task.taskDefinition.taskRole);
+    // Requests and presence events out; replies in on its slot, and forwarded to another slot.
+    const names = props.kafka.names;
+    const slotGroups = props.kafka.group("edge-slot-*");
+    props.kafka.grant(this.task.taskDefinition.taskRole, {
+      produce: [names.requestsTopic, names.eventsTopic, names.repliesTopic],
+      consume: [names.repliesTopic],
+      // services/edge/edge.ts: each slot's consumer commits under `<prefix>edge-slot-<slot>`.
+      groups: [slotGroups],
+      createTopics: true,
+    });
+    if (props.kafka.cluster !== undefined) {
+      acknowledgeWildcardResource(
+        this.task.taskDefinition.taskRole,
+        props.kafka.groupArn(slotGroups),
+        "An edge commits its reply-slot offsets under the group of whichever slot it leases (edge-slot-0 to edge-slot-<maxEdges-1>); the wildcard covers only those groups of this cluster.",
+      );
+    }
+    acknowledgeConnectionsIndex(this.task.taskDefinition.taskRole, props.tables);
+
+    const lbSecurityGroup = new ec2.SecurityGroup(this, "LoadBalancerSecurityGroup", {
+      vpc: props.vpc,
+      description: "Tether device listeners (public)",
+      allowAllOutbound: false,
+    });
+    if (props.deviceCidrs.includes("0.0.0.0/0") || props.deviceCidrs.includes("::/0")) {
+      acknowledge(
+        lbSecurityGroup,
+        "AwsSolutions-EC23",
+        "The device listeners are the product's public endpoint: devices connect from anywhere and authenticate in the protocol (hello token). Narrow with the deviceCidrs context when devices come from known networks.",
+      );
+    }
+    for (const cidr of props.deviceCidrs) {
+      lbSecurityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(DEVICE_PORT), "devices, TCP");
+      if (props.certificateArn !== undefined) {
+        lbSecurityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(DEVICE_TLS_PORT), "devices, TLS");
+      }
+    }
+    this.securityGroup = new ec2.SecurityGroup(this, "SecurityGroup", {
+      vpc: props.vpc,
+      description: "Tether edge tasks",
+      allowAllOutbound: true,
+    });
+    this.securityGroup.connections.allowFrom(lbSecurityGroup, ec2.Port.tcp(DEVICE_PORT), "device traffic from the NLB");
+    this.securityGroup.connections.allowFrom(lbSecurityGroup, ec2.Port.tcp(EDGE_HTTP_PORT), "NLB health checks");
+    props.kafka.allowFrom(this.securityGroup, "edge tasks");
+
+    this.service = new ecs.FargateService(this, "Service", {
+      cluster: props.cluster,
+      taskDefinition: this.task.taskDefinition,
+      desiredCount: props.desiredCount,
+      minHealthyPercent: 100,
+      maxHealthyPercent: 200,
+      circuitBreaker: { enable: true, rollback: true },
+      healthCheckGracePeriod: Duration.seconds(60),
+      securityGroups: [this.securityGroup],
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      assignPublicIp: false,
+      propagateTags: ecs.PropagatedTagSource.SERVICE,
+    });
+
+    this.loadBalancer = new elbv2.NetworkLoadBalancer(this, "LoadBalancer", {
+      vpc: props.vpc,
+      internetFacing: true,
+      vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+      securityGroups: [lbSecurityGroup],
+      crossZoneEnabled: true,
+      deletionProtection: props.production,
+    });
+    this.loadBalancer.logAccessLogs(props.accessLogs, "edge-nlb");
+
+    this.targetGroup = new elbv2.NetworkTargetGroup(this, "Targets", {
+      vpc: props.vpc,
+      port: DEVICE_PORT,
+      protocol: elbv2.Protocol.TCP,
+      targetType: elbv2.TargetType.IP,
+      deregistrationDelay: timings.deregistrationDelay,
+      connectionTermination: false,
+      healthCheck: {
+        protocol: elbv2.Protocol.HTTP,
+        port: String(EDGE_HTTP_PORT),
+        path: "/readyz",
+        interval: Duration.seconds(10),
+        timeout: Duration.seconds(5),
+        healthyThresholdCount: 2,
+        // 3 x 10 s > the default 20 s drain: a draining edge is not declared unhealthy mid-drain.
+        unhealthyThresholdCount: 3,
+      },
+    });
+    // Do not reset the devices of a target that turns unhealthy; the edge closes them itself.
+    this.targetGroup.setAttribute("target_health_state.unhealthy.connection_termination.enabled", "false");
+    this.targetGroup.addTarget(this.service.loadBalancerTarget({ containerName: "edge", containerPort: DEVICE_PORT }));
+
+    this.loadBalancer.addListener("Tcp", {
+      port: DEVICE_PORT,
+      protocol: elbv2.Protocol.TCP,
+      defaultTargetGroups: [this.targetGroup],
+    });
+    if (props.certificateArn !== undefined) {
+      // TLS ends at the NLB; the edge sees plain TCP on the device port.
+      this.loadBalancer.addListener("Tls", {
+        port: DEVICE_TLS_PORT,
+        protocol: elbv2.Protocol.TLS,
+        certificates: [elbv2.ListenerCertificate.fromArn(props.certificateArn)],
+        sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
+        defaultTargetGroups: [this.targetGroup],
+      });
+    }
+
+    // Connections per task: the NLB's active flows over its healthy targets. Both metrics come
+    // from the NLB itself, so scaling works before and whatever the edge's own metrics do.
+    const flows = new cloudwatch.Metric({
+      namespace: "AWS/NetworkELB",
+      metricName: "ActiveFlowCount",
+      dimensionsMap: { LoadBalancer: this.loadBalancer.loadBalancerFullName },
+      statistic: "Average",
+      period: Duration.minutes(1),
+    });
+    const healthy = new cloudwatch.Metric({
+      namespace: "AWS/NetworkELB",
+      metricName: "HealthyHostCount",
+      dimensionsMap: {
+        LoadBalancer: this.loadBalancer.loadBalancerFullName,
+        TargetGroup: this.targetGroup.targetGroupFullName,
+      },
+      statistic: "Minimum",
+      period: Duration.minutes(1),
+    });
+    this.activeConnections = flows;
+    this.connectionsPerTask = new cloudwatch.MathExpression({
+      expression: "flows / IF(healthy > 0, healthy, 1)",
+      usingMetrics: { flows, healthy },
+      label: "Device connections per edge task",
+      period: Duration.minutes(1),
+    });
+
+    const scaling = this.service.autoScaleTaskCount({ minCapacity: props.minCount, maxCapacity: props.maxCount });
+    // Scaling in disconnects devices (they reconnect elsewhere), so it waits longer than scaling out.
+    scaling.scaleOnCpuUtilization("Cpu", {
+      targetUtilizationPercent: 60,
+      scaleOutCooldown: Duration.minutes(1),
+      scaleInCooldown: Duration.minutes(10),
+    });
+    // The L2 target-tracking policy takes one metric only; metric math needs the L1 resource.
+    const target = scaling.node.findChild("Target") as appscaling.ScalableTarget;
+    new appscaling.CfnScalingPolicy(this, "ConnectionsScaling", {
+      policyName: "connections-per-task",
+      policyType: "TargetTrackingScaling",
+      scalingTargetId: target.scalableTargetId,
+      targetTrackingScalingPolicyConfiguration: {
+        targetValue: props.connectionsPerTask,
+        scaleOutCooldown: 60,
+        scaleInCooldown: 600,
+        customizedMetricSpecification: {
+          metrics: [
+            {
+              id: "flows",
+              returnData: false,
+              metricStat: {
+                metric: {
+                  namespace: "AWS/NetworkELB",
+                  metricName: "ActiveFlowCount",
+                  dimensions: [{ name: "LoadBalancer", value: this.loadBalancer.loadBalancerFullName }],
+                },
+                stat: "Average",
+              },
+            },
+            {
+              id: "healthy",
+              returnData: false,
+              metricStat: {
+                metric: {
+                  namespace: "AWS/NetworkELB",
+                  metricName: "HealthyHostCount",
+                  dimensions: [
+                    { name: "LoadBalancer", value: this.loadBalancer.loadBalancerFullName },
+                    { name: "TargetGroup", value: this.targetGroup.targetGroupFullName },
+                  ],
+                },
+                stat: "Minimum",
+              },
+            },
+            {
+              id: "perTask",
+              expression: "flows / IF(healthy > 0, healthy, 1)",
+              label: "Device connections per edge task",
+              returnData: true,
+            },
+          ],
+        },
+      },
+    });
+  }
+}
