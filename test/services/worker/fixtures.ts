@@ -48,6 +48,8 @@ export function requestMessage(names: ResourceNames, request: TestRequest, route
 export interface Collected {
   readonly message: IncomingMessage;
   readonly frame: Record<string, unknown>;
+  /** `performance.now()` when the collector got it. */
+  readonly at: number;
 }
 
 /** Collects what lands on some partitions of a topic: a fake edge reading its reply slot. */
@@ -67,7 +69,8 @@ export class Collector {
       const consumer = broker.partitionConsumer({ groupId, topic, partition, fallback: "earliest" });
       collector.#consumers.push(consumer);
       await consumer.start(async (message) => {
-        collector.items.push({ message, frame: JSON.parse(message.value.toString("utf8")) as Record<string, unknown> });
+        const frame = JSON.parse(message.value.toString("utf8")) as Record<string, unknown>;
+        collector.items.push({ message, frame, at: performance.now() });
         for (const wake of collector.#waiters) wake();
       });
     }
