@@ -683,6 +683,11 @@ export class TetherClient {
     switch (frame.code) {
       case "unauthorized":
         conn.reason = "unauthorized";
+        // Retryable means the edge could not check the token (its key set was unreachable), not that it is wrong.
+        if (frame.retryable === true) {
+          this.#emit("error", new TetherRequestError(frame.code, message, { retryable: true }));
+          return;
+        }
         conn.fatal = new TetherRequestError(ClientErrorCode.Unauthorized, `the edge refused the token: ${message}`);
         return;
       case "hello_timeout":

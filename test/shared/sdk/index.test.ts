@@ -252,6 +252,23 @@ describe("TetherClient", () => {
     assert.equal(errors.length, 1);
   });
 
+  it("keeps reconnecting after an unauthorized marked retryable (the edge could not check the token)", async (t) => {
+    const edge = await startEdge(t);
+    edge.onFrame = (conn, frame) => {
+      if (frame.t === "hello" && conn.index === 0) {
+        conn.send({ t: "error", code: "unauthorized", message: "key set unavailable", retryable: true });
+        conn.close();
+        return;
+      }
+      defaultBehaviour()(conn, frame);
+    };
+    const c = client(t, edge, { token: "jwt" });
+    c.on("error", () => {});
+    const info = await c.connect();
+    assert.equal(info.connId, "c1");
+    assert.equal(edge.connections.length, 2);
+  });
+
   it("stops when replaced, rejecting open requests with replaced", async (t) => {
     const edge = await startEdge(t);
     edge.onFrame = (conn, frame) => {
