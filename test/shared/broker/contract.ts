@@ -84,7 +84,7 @@ export function brokerContract(
 
     async function makeTopic(label: string, partitions: number): Promise<string> {
       const topic = unique(label);
-      await fixture.broker.admin().ensureTopics([{ name: topic, partitions }]);
+      await withAdmin((admin) => admin.ensureTopics([{ name: topic, partitions }]));
       return topic;
     }
 
