@@ -4,7 +4,7 @@
  * valid server frame, and it must still serve a well-behaved device afterwards.
  */
 import assert from "node:assert/strict";
-import { after, it } from "node:test";
+import { it } from "node:test";
 import { parseServerFrame } from "../../../shared/protocol/index.ts";
 import { Device, EchoWorker, memoryFleet, startEdge } from "./helpers.ts";
 

@@ -1,0 +1,126 @@
+/**
+ * Idle connection cost: starts one edge process (in-memory adapters unless the environment
+ * says otherwise), opens N device connections that say hello and then stay silent, and reports
+ * the edge's resident memory per connection and the connect rate.
+ *
+ *   tsx services/edge/bench/idle.ts [connections=15000]
+ *
+ * One process may hold at most `ulimit -n` sockets; the client side binds 127.0.0.2, .3, ...
+ * so that one loopback address's ~28,000 client ports are not the limit.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
+
+const count = Number(process.argv[2] ?? 15_000);
+const concurrency = 100;
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return address.port;
+}
+
+function rssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const match = /VmRSS:\s+(\d+) kB/.exec(status);
+  return match === null ? 0 : Number(match[1]);
+}
+
+async function waitReady(httpPort: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
+      if (res.status === 200) return;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error("edge did not become ready");
+}
+
+function openDevice(port: number, index: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const localAddress = `127.0.0.${2 + Math.floor(index / 20_000)}`;
+    const socket = connect({ port, host: "127.0.0.1", localAddress }, () => {
+      socket.write(`{"t":"hello","v":1,"deviceId":"idle-${index}"}\n`);
+    });
+    let buffer = "";
+    const onData = (chunk: Buffer) => {
+      buffer += chunk.toString("utf8");
+      if (buffer.includes("\n")) {
+        socket.off("data", onData);
+        if (buffer.startsWith('{"t":"welcome"')) resolve(socket);
+        else reject(new Error(buffer));
+      }
+    };
+    socket.on("data", onData);
+    socket.once("error", reject);
+  });
+}
+
+async function main(): Promise<void> {
+  const port = await freePort();
+  const httpPort = await freePort();
+  const child = spawn(process.execPath, ["--import", "tsx", "services/edge/main.ts"], {
+    env: {
+      ...process.env,
+      TETHER_ENV: "development",
+      TETHER_AUTH_MODE: process.env.TETHER_AUTH_MODE ?? "none",
+      TETHER_BROKER: process.env.TETHER_BROKER ?? "memory",
+      TETHER_REGISTRY: process.env.TETHER_REGISTRY ?? "memory",
+      TETHER_DEVICE_PORT: String(port),
+      TETHER_EDGE_HTTP_PORT: String(httpPort),
+      TETHER_LOG_LEVEL: "warn",
+      TETHER_HEARTBEAT_MS: "600000",
+      TETHER_HELLO_TIMEOUT_MS: "60000",
+    },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  try {
+    await waitReady(httpPort);
+    // Warm up code paths so that the baseline holds compiled code, not per-connection state.
+    const warm: Socket[] = [];
+    for (let i = 0; i < 200; i++) warm.push(await openDevice(port, count + i));
+    for (const socket of warm) socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const before = rssKiB(child.pid!);
+    const sockets: Socket[] = [];
+    const started = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < count) {
+          const index = next++;
+          sockets.push(await openDevice(port, index));
+        }
+      }),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const after = rssKiB(child.pid!);
+    const perConn = ((after - before) * 1024) / count;
+    process.stdout.write(
+      `${JSON.stringify({
+        connections: sockets.length,
+        connectPerSec: Math.round(count / seconds),
+        rssBeforeMiB: Math.round(before / 1024),
+        rssAfterMiB: Math.round(after / 1024),
+        bytesPerConnection: Math.round(perConn),
+        registry: process.env.TETHER_REGISTRY ?? "memory",
+      })}\n`,
+    );
+    for (const socket of sockets) socket.destroy();
+  } finally {
+    child.kill("SIGTERM");
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${String(error)}\n`);
+  process.exit(1);
+});

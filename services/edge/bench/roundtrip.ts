@@ -1,0 +1,165 @@
+/**
+ * Round trips (req -> ack -> res, `echo` handler) through one edge and one worker in this
+ * process. Adapters come from the environment (memory by default; TETHER_BROKER=kafka and
+ * TETHER_KAFKA_BROKERS for a real Kafka, TETHER_REGISTRY=dynamodb and TETHER_DYNAMODB_ENDPOINT).
+ *
+ *   tsx services/edge/bench/roundtrip.ts [mode=max|rate] [devices=100] [seconds=10] [rate=1000] [window=32]
+ *
+ * `max`: every device keeps `window` requests open; reports round trips per second.
+ * `rate`: `rate` requests per second spread over the devices; reports latency percentiles.
+ */
+import { connect, type Socket } from "node:net";
+import * as hdr from "hdr-histogram-js";
+import { createAuthenticator } from "../../../shared/auth/index.ts";
+import { createBroker, tetherTopics } from "../../../shared/broker/index.ts";
+import { ConfigReader, readCommonConfig } from "../../../shared/config/index.ts";
+import { silentLogger } from "../../../shared/log/index.ts";
+import { createRegistry } from "../../../shared/registry/index.ts";
+import { createWorker, readWorkerConfig } from "../../worker/index.ts";
+import { edgeConfigForTests } from "../config.ts";
+import { createEdge } from "../edge.ts";
+
+const [mode = "max", devicesArg = "100", secondsArg = "10", rateArg = "1000", windowArg = "32"] = process.argv.slice(2);
+const devices = Number(devicesArg);
+const seconds = Number(secondsArg);
+const rate = Number(rateArg);
+const window = Number(windowArg);
+
+interface Client {
+  socket: Socket;
+  buffer: string;
+  sentAt: Map<string, number>;
+  next: number;
+}
+
+async function main(): Promise<void> {
+  const logger = silentLogger();
+  const env = { TETHER_ENV: "development", ...process.env };
+  const common = readCommonConfig(new ConfigReader(env), "tether-bench");
+  const broker = await createBroker(common, logger);
+  const registry = await createRegistry(common, logger);
+  const admin = broker.admin();
+  await admin.ensureTopics(tetherTopics({ names: common.names, maxEdges: common.maxEdges }));
+  await admin.close();
+
+  const edge = createEdge({
+    config: edgeConfigForTests(common, {
+      limits: { rateLimit: 1_000_000, maxInflight: 10_000 },
+    }),
+    logger,
+    broker,
+    registry,
+    authenticator: createAuthenticator({ mode: "none" }),
+  });
+  await edge.start();
+  const workerConfig = readWorkerConfig({ ...env, TETHER_WORKER_CONCURRENCY: "256" });
+  const worker = createWorker({ config: workerConfig, logger, broker, registry });
+  worker.handle("echo", async (request) => request.body);
+  await worker.start();
+
+  const port = edge.address().port;
+  const histogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 60_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
+  let completed = 0;
+  let measuring = false;
+  const clients: Client[] = [];
+  for (let i = 0; i < devices; i++) {
+    const socket = connect({ port, host: "127.0.0.1", noDelay: true });
+    const client: Client = { socket, buffer: "", sentAt: new Map(), next: 0 };
+    await new Promise<void>((resolve) => {
+      socket.once("connect", () => {
+        socket.write(`{"t":"hello","v":1,"deviceId":"bench-${i}"}\n`);
+      });
+      const onWelcome = (chunk: Buffer) => {
+        if (chunk.toString().includes("welcome")) {
+          socket.off("data", onWelcome);
+          resolve();
+        }
+      };
+      socket.on("data", onWelcome);
+    });
+    socket.on("data", (chunk: Buffer) => {
+      client.buffer += chunk.toString("utf8");
+      let index = client.buffer.indexOf("\n");
+      while (index !== -1) {
+        const line = client.buffer.slice(0, index);
+        client.buffer = client.buffer.slice(index + 1);
+        if (line.startsWith('{"t":"res"')) {
+          const id = line.slice(17, line.indexOf('"', 17));
+          const sentAt = client.sentAt.get(id);
+          if (sentAt !== undefined) {
+            client.sentAt.delete(id);
+            if (measuring) {
+              completed += 1;
+              histogram.recordValue(Math.max(1, Math.round((performance.now() - sentAt) * 1000)));
+            }
+            if (mode === "max") send(client);
+          }
+        }
+        index = client.buffer.indexOf("\n");
+      }
+    });
+    clients.push(client);
+  }
+
+  function send(client: Client): void {
+    const id = String(client.next++);
+    client.sentAt.set(id, performance.now());
+    client.socket.write(`{"t":"req","id":"${id}","type":"echo","body":{"n":${id},"pad":"0123456789abcdef"}}\n`);
+  }
+
+  let ticker: NodeJS.Timeout | undefined;
+  if (mode === "max") {
+    for (const client of clients) for (let i = 0; i < window; i++) send(client);
+  } else {
+    const perTick = rate / 100;
+    let owed = 0;
+    let turn = 0;
+    ticker = setInterval(() => {
+      owed += perTick;
+      while (owed >= 1) {
+        owed -= 1;
+        send(clients[turn++ % clients.length]!);
+      }
+    }, 10);
+  }
+  // Warm up, then measure.
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  measuring = true;
+  const started = performance.now();
+  const cpuStart = process.cpuUsage();
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  measuring = false;
+  const elapsed = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
+  if (ticker !== undefined) clearInterval(ticker);
+  const ms = (p: number) => Number((histogram.getValueAtPercentile(p) / 1000).toFixed(2));
+  process.stdout.write(
+    `${JSON.stringify({
+      mode,
+      broker: common.broker,
+      registry: common.registry,
+      devices,
+      roundTripsPerSec: Math.round(completed / elapsed),
+      p50ms: ms(50),
+      p99ms: ms(99),
+      maxMs: ms(100),
+      cpuCores: Number(((cpu.user + cpu.system) / 1e6 / elapsed).toFixed(2)),
+    })}\n`,
+  );
+  for (const client of clients) client.socket.destroy();
+  await worker.close();
+  await edge.close();
+  await registry.close();
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`${String(error)}\n`);
+    process.exit(1);
+  },
+);
