@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type {
   Broker,
   BrokerAdmin,
@@ -104,7 +105,7 @@ export class Worker {
   readonly #admin: BrokerAdmin;
   readonly #router: PushRouter | undefined;
   /** Aborted once shutdown's grace period is over: handlers and retry waits stop. */
-  readonly #shutdown = new AbortController();
+  readonly #shutdown = abortControllerWithoutListenerLimit();
   #consumer: GroupConsumer | undefined;
   #status: WorkerStatus = "created";
   #closing: Promise<void> | undefined;
@@ -332,7 +333,12 @@ export class Worker {
       };
     }
     const type = request.type;
-    const log = this.#log.child({ deviceId: request.deviceId, requestId: request.id, type });
+    // Made on first use: most requests never log, and a child logger per request costs.
+    let child: Logger | undefined;
+    const log = (): Logger => {
+      child ??= this.#log.child({ deviceId: request.deviceId, requestId: request.id, type });
+      return child;
+    };
     const startedAt = performance.now();
     const seconds = (): number => (performance.now() - startedAt) / 1000;
     for (let attempt = 1; ; attempt += 1) {
@@ -349,7 +355,7 @@ export class Worker {
         case "timeout": {
           this.metrics.failed.inc({ type, code: WireErrorCode.Timeout });
           this.metrics.handlerDuration.observe({ type, outcome: "timeout" }, seconds());
-          log.warn({ attempt, timeoutMs: this.#settings.handlerTimeoutMs }, "handler deadline passed");
+          log().warn({ attempt, timeoutMs: this.#settings.handlerTimeoutMs }, "handler deadline passed");
           const message = `the handler did not answer within ${this.#settings.handlerTimeoutMs} ms`;
           return {
             frame: errorFrame(request.id, WireErrorCode.Timeout, message, true),
@@ -370,7 +376,7 @@ export class Worker {
       if (attempt <= this.#settings.retries) {
         this.metrics.retried.inc({ type });
         const delayMs = backoff(attempt, this.#settings.retryBaseMs, this.#settings.retryMaxMs);
-        log.warn({ err: result.error, attempt, delayMs }, "handler failed; retrying");
+        log().warn({ err: result.error, attempt, delayMs }, "handler failed; retrying");
         const waited = await sleep(delayMs, this.#shutdown.signal);
         if (!waited) {
           throw new TetherError(ErrorCode.Closed, "worker shut down while the request was failing", {
@@ -379,7 +385,7 @@ export class Worker {
         }
         continue;
       }
-      log.error({ err: result.error, attempts: attempt }, "handler kept failing; request dead-lettered");
+      log().error({ err: result.error, attempts: attempt }, "handler kept failing; request dead-lettered");
       this.metrics.failed.inc({ type, code: WireErrorCode.Internal });
       this.metrics.deadLettered.inc({ type });
       this.metrics.handlerDuration.observe({ type, outcome: "internal" }, seconds());
@@ -408,10 +414,14 @@ export class Worker {
     key: string,
     source: string,
     attempt: number,
-    log: Logger,
+    log: () => Logger,
   ): Promise<Attempt> {
-    const deadline = new AbortController();
-    const signal = AbortSignal.any([deadline.signal, this.#shutdown.signal]);
+    // One controller per run, aborted at the deadline or when shutdown runs out of time.
+    const abort = new AbortController();
+    const shutdown = this.#shutdown.signal;
+    const onShutdown = (): void => abort.abort(shutdown.reason);
+    if (shutdown.aborted) onShutdown();
+    else shutdown.addEventListener("abort", onShutdown, { once: true });
     const input: HandlerRequest = {
       deviceId: request.deviceId,
       id: request.id,
@@ -420,8 +430,10 @@ export class Worker {
       receivedAt: request.receivedAt,
       idempotencyKey: key,
       attempt,
-      log,
-      signal,
+      get log() {
+        return log();
+      },
+      signal: abort.signal,
     };
     const run = invoke(handler, input);
     let timer: NodeJS.Timeout | undefined;
@@ -430,8 +442,9 @@ export class Worker {
     });
     const result = await Promise.race([run, timeout]);
     clearTimeout(timer);
+    shutdown.removeEventListener("abort", onShutdown);
     if (result === TIMED_OUT) {
-      deadline.abort(new TetherError(ErrorCode.Timeout, "handler deadline passed"));
+      abort.abort(new TetherError(ErrorCode.Timeout, "handler deadline passed"));
       // The device already got `timeout`; a definitive late outcome is remembered so that a
       // resend of the request gets it instead of running the handler again.
       void run.then((late) => {
@@ -444,6 +457,13 @@ export class Worker {
     }
     return result;
   }
+}
+
+/** Every in-flight handler run listens on it; the default limit of 10 would warn for nothing. */
+function abortControllerWithoutListenerLimit(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
 }
 
 /** Creates a worker; register handlers with `handle()`, then `start()`. */
