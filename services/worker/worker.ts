@@ -316,6 +316,8 @@ export class Worker {
         [Header.Conn]: route.connId,
         [Header.Device]: request.deviceId,
         [Header.RequestId]: request.id,
+        // Lets the edge measure the whole round trip of the request.
+        [Header.ReceivedAt]: String(request.receivedAt),
       },
     });
   }

@@ -52,6 +52,7 @@ test("a handler's return value answers res to the reply route's partition with t
   assert.equal(answer.message.headers[Header.Conn], "conn-1");
   assert.equal(answer.message.headers[Header.Device], "dev-1");
   assert.equal(answer.message.headers[Header.RequestId], "r1");
+  assert.match(answer.message.headers[Header.ReceivedAt] ?? "", /^\d+$/);
 });
 
 test("the handler gets the request's fields, an idempotency key, a logger and a live signal", async (t) => {
