@@ -1,0 +1,191 @@
+import type { KafkaSettings } from "../../config/index.ts";
+import { TetherError } from "../../errors/index.ts";
+import type { Logger } from "../../log/index.ts";
+import type { BrokerAdmin, TopicSpec } from "../types.ts";
+import { baseConfig } from "./config.ts";
+import { kafkaError } from "./errors.ts";
+import { codes, type NativeAdmin, type NativeError, type NativeMetadata, native } from "./native.ts";
+
+const opTimeoutMs = 15_000;
+
+type AdminClient = ReturnType<typeof native.AdminClient.create>;
+
+/** Admin calls are rare; an idle admin client lets go of its connections (and the event loop). */
+const idleCloseMs = 1000;
+
+/**
+ * Topic administration and group lag over librdkafka's admin API. The native client is made on
+ * first use and dropped after a second without calls, so a forgotten close() cannot keep a
+ * process alive.
+ */
+export class KafkaAdmin implements BrokerAdmin {
+  readonly #settings: KafkaSettings;
+  readonly #logger: Logger;
+  #client: AdminClient | undefined;
+  #closed = false;
+  #busy = 0;
+  #idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(settings: KafkaSettings, logger: Logger) {
+    this.#settings = settings;
+    this.#logger = logger;
+  }
+
+  /** Runs one admin operation with a connected client, then arms the idle close. */
+  async #use<T>(operation: (admin: AdminClient) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new TetherError("closed", "admin client is closed");
+    clearTimeout(this.#idleTimer);
+    this.#busy += 1;
+    try {
+      return await operation(this.#admin());
+    } finally {
+      this.#busy -= 1;
+      if (this.#busy === 0 && !this.#closed) {
+        this.#idleTimer = setTimeout(() => {
+          if (this.#busy === 0) this.#dropClient();
+        }, idleCloseMs);
+        this.#idleTimer.unref();
+      }
+    }
+  }
+
+  #dropClient(): void {
+    const client = this.#client;
+    this.#client = undefined;
+    try {
+      client?.disconnect();
+    } catch (error) {
+      this.#logger.debug({ err: error }, "admin disconnect");
+    }
+  }
+
+  #admin(): AdminClient {
+    if (this.#client === undefined) {
+      try {
+        this.#client = native.AdminClient.create(baseConfig(this.#settings, this.#logger, "admin"), {
+          "event.error": (error: NativeError) =>
+            this.#logger.warn({ err: kafkaError("admin", error) }, "Kafka admin error"),
+        });
+      } catch (error) {
+        throw kafkaError("admin connect", error);
+      }
+    }
+    return this.#client;
+  }
+
+  ensureTopics(topics: readonly TopicSpec[]): Promise<void> {
+    return this.#use(async (admin) => {
+      await Promise.all(
+        topics.map(
+          (spec) =>
+            new Promise<void>((resolve, reject) => {
+              const request = {
+                topic: spec.name,
+                num_partitions: spec.partitions,
+                replication_factor: spec.replicationFactor ?? this.#settings.replicationFactor,
+                ...(spec.config === undefined ? {} : { config: { ...spec.config } }),
+              };
+              admin.createTopic(request, opTimeoutMs, (error) => {
+                if (!error || error.code === codes.topicAlreadyExists) resolve();
+                else reject(kafkaError(`create topic ${spec.name}`, error, { topic: spec.name }));
+              });
+            }),
+        ),
+      );
+    });
+  }
+
+  partitionCount(topic: string): Promise<number> {
+    return this.#use((admin) => this.#partitionCount(admin, topic));
+  }
+
+  async #partitionCount(admin: AdminClient, topic: string): Promise<number> {
+    const described = await call<
+      Array<{ name: string; partitions: Array<{ partition: number }>; error?: NativeError }>
+    >(`describe topic ${topic}`, (done) => admin.describeTopics([topic], { timeout: opTimeoutMs }, done));
+    const entry = described.find((item) => item.name === topic);
+    if (entry === undefined) throw new TetherError("not_found", `topic ${topic} does not exist`);
+    if (entry.error !== undefined && entry.error.code !== 0) {
+      throw kafkaError(`describe topic ${topic}`, entry.error, { topic });
+    }
+    return entry.partitions.length;
+  }
+
+  groupLag(groupId: string, topic: string): Promise<number> {
+    return this.#use((admin) => this.#groupLag(admin, groupId, topic));
+  }
+
+  async #groupLag(admin: AdminClient, groupId: string, topic: string): Promise<number> {
+    const count = await this.#partitionCount(admin, topic);
+    const partitions = Array.from({ length: count }, (_, partition) => ({ topic, partition }));
+    const [groups, latest, earliest] = await Promise.all([
+      call<Array<{ groupId: string; error?: NativeError; partitions: Array<{ partition: number; offset?: number }> }>>(
+        `list offsets of group ${groupId}`,
+        (done) => admin.listConsumerGroupOffsets([{ groupId, partitions }], { timeout: opTimeoutMs }, done),
+      ),
+      this.#listOffsets(admin, partitions, native.AdminClient.OffsetSpec.LATEST),
+      this.#listOffsets(admin, partitions, native.AdminClient.OffsetSpec.EARLIEST),
+    ]);
+    const group = groups[0];
+    if (group?.error !== undefined && group.error.code !== 0 && group.error.code !== codes.groupIdNotFound) {
+      throw kafkaError(`list offsets of group ${groupId}`, group.error);
+    }
+    let lag = 0;
+    for (let partition = 0; partition < count; partition += 1) {
+      const end = latest.get(partition) ?? 0;
+      const committed = group?.partitions.find((p) => p.partition === partition)?.offset ?? -1;
+      const from = committed >= 0 ? committed : (earliest.get(partition) ?? 0);
+      lag += Math.max(0, end - from);
+    }
+    return lag;
+  }
+
+  async #listOffsets(
+    admin: NativeAdmin,
+    partitions: Array<{ topic: string; partition: number }>,
+    spec: unknown,
+  ): Promise<Map<number, number>> {
+    const result = await call<Array<{ partition: number; offset: number; error?: NativeError }>>(
+      "list partition offsets",
+      (done) =>
+        admin.listOffsets(
+          partitions.map((p) => ({ ...p, offset: spec })),
+          { timeout: opTimeoutMs },
+          done,
+        ),
+    );
+    return new Map(result.map((entry) => [entry.partition, Number(entry.offset)]));
+  }
+
+  ping(): Promise<void> {
+    return this.#use(async (admin) => {
+      const metadata = await call<NativeMetadata>("ping", (done) =>
+        admin.getMetadata({ allTopics: false, timeout: 5000 }, done),
+      ).catch((error: unknown) => {
+        throw new TetherError("unavailable", "Kafka does not answer", { cause: error });
+      });
+      if (metadata.brokers.length === 0) throw new TetherError("unavailable", "Kafka reports no brokers");
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#idleTimer);
+    this.#dropClient();
+  }
+}
+
+/** Runs a callback-style admin call and maps its error. */
+function call<T>(
+  what: string,
+  start: (done: (error: NativeError | null | undefined, value: T) => void) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    try {
+      start((error, value) => (error ? reject(kafkaError(what, error)) : resolve(value)));
+    } catch (error) {
+      reject(kafkaError(what, error));
+    }
+  });
+}

@@ -1,0 +1,415 @@
+import type { KafkaSettings } from "../../config/index.ts";
+import { TetherError } from "../../errors/index.ts";
+import type { Logger } from "../../log/index.ts";
+import { Dispatcher } from "../dispatch.ts";
+import type {
+  GroupConsumer,
+  GroupConsumerOptions,
+  MessageHandler,
+  PartitionConsumer,
+  PartitionConsumerOptions,
+} from "../types.ts";
+import { baseConfig } from "./config.ts";
+import { kafkaError } from "./errors.ts";
+import { FetchLoop } from "./fetch.ts";
+import {
+  type Config,
+  codes,
+  type NativeConsumer,
+  type NativeError,
+  type NativeTopicPartition,
+  native,
+} from "./native.ts";
+
+/** Tuning shared by both consumer kinds. */
+export interface ConsumerTuning {
+  /** How often handled positions are committed. Default 500 ms. */
+  readonly commitIntervalMs?: number;
+  /** Messages accepted but not handled above which fetching pauses. Default 1000. */
+  readonly maxPending?: number;
+}
+
+function consumerConfig(settings: KafkaSettings, logger: Logger, groupId: string, role: string): Config {
+  return {
+    ...baseConfig(settings, logger, role),
+    "group.id": groupId,
+    "enable.auto.commit": false,
+    "enable.auto.offset.store": false,
+    "enable.partition.eof": false,
+    // Latency over batching: the broker answers a fetch after 10 ms even with little data.
+    "fetch.wait.max.ms": 10,
+    "fetch.min.bytes": 1,
+    // Keep the prefetch small; the dispatcher's own bound does the rest.
+    "queued.min.messages": 1000,
+    "queued.max.messages.kbytes": 16384,
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 1000,
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TetherError("timeout", `${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function connect(consumer: NativeConsumer, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    try {
+      consumer.connect({ timeout: timeoutMs, allTopics: false }, (error) => {
+        if (error) reject(kafkaError("consumer connect", error));
+        else resolve();
+      });
+    } catch (error) {
+      reject(kafkaError("consumer connect", error));
+    }
+  });
+}
+
+function disconnect(consumer: NativeConsumer): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      consumer.disconnect(() => resolve());
+    } catch {
+      resolve();
+    }
+  });
+}
+
+/**
+ * Commits dispatcher positions: one commit in flight at a time, and only partitions whose
+ * position moved since the last successful commit.
+ */
+class Committer {
+  readonly #consumer: NativeConsumer;
+  readonly #logger: Logger;
+  readonly #committed = new Map<string, number>();
+  #chain: Promise<void> = Promise.resolve();
+
+  constructor(consumer: NativeConsumer, logger: Logger) {
+    this.#consumer = consumer;
+    this.#logger = logger;
+  }
+
+  /** Commits `positions` (`topic:partition` -> next offset); rejects when the broker refused. */
+  commit(positions: ReadonlyMap<string, number>): Promise<void> {
+    const run = this.#chain.then(() => this.#commitNow(positions));
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  forget(id: string): void {
+    this.#committed.delete(id);
+  }
+
+  async #commitNow(positions: ReadonlyMap<string, number>): Promise<void> {
+    const list: NativeTopicPartition[] = [];
+    for (const [id, offset] of positions) {
+      if (offset < 0 || this.#committed.get(id) === offset) continue;
+      const split = id.lastIndexOf(":");
+      list.push({ topic: id.slice(0, split), partition: Number(id.slice(split + 1)), offset });
+    }
+    if (list.length === 0) return;
+    await new Promise<void>((resolve, reject) => {
+      try {
+        this.#consumer.commitCb(list, (error) => (error ? reject(kafkaError("commit", error)) : resolve()));
+      } catch (error) {
+        reject(kafkaError("commit", error));
+      }
+    });
+    for (const entry of list) this.#committed.set(`${entry.topic}:${entry.partition}`, entry.offset!);
+    this.#logger.trace({ partitions: list.length }, "Kafka offsets committed");
+  }
+}
+
+type Status = "idle" | "running" | "closing" | "closed";
+
+/** Group member with cooperative-sticky assignment; commits only handled positions. */
+export class KafkaGroupConsumer implements GroupConsumer {
+  readonly #settings: KafkaSettings;
+  readonly #logger: Logger;
+  readonly #options: GroupConsumerOptions;
+  readonly #tuning: ConsumerTuning;
+  readonly #assigned = new Set<string>();
+  #status: Status = "idle";
+  #consumer: NativeConsumer | undefined;
+  #dispatcher: Dispatcher | undefined;
+  #loop: FetchLoop | undefined;
+  #committer: Committer | undefined;
+  #commitTimer: NodeJS.Timeout | undefined;
+  #closing: Promise<void> | undefined;
+  #rebalances: Promise<void> = Promise.resolve();
+
+  constructor(settings: KafkaSettings, logger: Logger, options: GroupConsumerOptions, tuning: ConsumerTuning = {}) {
+    this.#settings = settings;
+    this.#options = options;
+    this.#tuning = tuning;
+    this.#logger = logger.child({ groupId: options.groupId, topics: options.topics });
+  }
+
+  async start(handler: MessageHandler): Promise<void> {
+    if (this.#status !== "idle") throw new TetherError("invalid_argument", "group consumer already started or closed");
+    this.#status = "running";
+    const dispatcher = new Dispatcher({
+      handler,
+      concurrency: this.#options.concurrency,
+      orderBy: this.#options.orderBy,
+      onError: (error, message, attempt) =>
+        this.#logger.warn(
+          { err: error, topic: message.topic, partition: message.partition, offset: message.offset, attempt },
+          "handler failed; retrying",
+        ),
+    });
+    this.#dispatcher = dispatcher;
+    const config: Config = {
+      ...consumerConfig(this.#settings, this.#logger, this.#options.groupId, "group"),
+      "partition.assignment.strategy": "cooperative-sticky",
+      "auto.offset.reset": this.#options.fromBeginning === false ? "latest" : "earliest",
+      rebalance_cb: (error: NativeError, partitions: NativeTopicPartition[]) => this.#onRebalance(error, partitions),
+      queue_non_empty_cb: () => this.#loop?.wake(),
+    };
+    const consumer = new native.KafkaConsumer(config);
+    this.#consumer = consumer;
+    consumer.on("event.error", (error) => this.#logger.warn({ err: kafkaError("consumer", error) }, "Kafka error"));
+    consumer.on("error", (error) => this.#logger.warn({ err: error }, "Kafka client error"));
+    this.#committer = new Committer(consumer, this.#logger);
+    this.#loop = new FetchLoop({
+      consumer,
+      logger: this.#logger,
+      deliver: (messages) => {
+        for (const message of messages) dispatcher.push(message);
+      },
+      pending: () => dispatcher.pending(),
+      maxPending: this.#tuning.maxPending ?? 1000,
+    });
+    try {
+      await connect(consumer, 15_000);
+      if (this.#status !== "running") return;
+      consumer.subscribe([...this.#options.topics]);
+    } catch (error) {
+      await this.close(0);
+      throw kafkaError("group consumer start", error);
+    }
+    this.#loop.start();
+    this.#commitTimer = setInterval(() => void this.#commitQuietly(), this.#tuning.commitIntervalMs ?? 500);
+    this.#commitTimer.unref();
+  }
+
+  assignment(): readonly string[] {
+    return [...this.#assigned].sort();
+  }
+
+  close(timeoutMs = 10_000): Promise<void> {
+    this.#closing ??= this.#close(timeoutMs);
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    const wasRunning = this.#status === "running";
+    this.#status = "closing";
+    clearInterval(this.#commitTimer);
+    const consumer = this.#consumer;
+    const dispatcher = this.#dispatcher;
+    if (consumer === undefined || dispatcher === undefined) {
+      this.#status = "closed";
+      return;
+    }
+    await this.#loop?.stop();
+    dispatcher.close();
+    await dispatcher.drain(timeoutMs);
+    if (wasRunning) {
+      try {
+        await withTimeout(this.#committer!.commit(dispatcher.positions()), 5000, "final commit");
+      } catch (error) {
+        this.#logger.warn({ err: error }, "final commit failed");
+      }
+      try {
+        consumer.unsubscribe();
+      } catch {
+        // Not subscribed (start failed half-way).
+      }
+    }
+    await withTimeout(disconnect(consumer), 15_000, "consumer disconnect").catch((error: unknown) =>
+      this.#logger.warn({ err: error }, "consumer disconnect did not finish"),
+    );
+    await this.#rebalances;
+    this.#assigned.clear();
+    this.#status = "closed";
+  }
+
+  #onRebalance(error: NativeError, partitions: NativeTopicPartition[]): void {
+    const step = this.#rebalances.then(() => this.#rebalance(error, partitions));
+    this.#rebalances = step.catch((failure: unknown) => this.#logger.warn({ err: failure }, "rebalance step failed"));
+  }
+
+  async #rebalance(error: NativeError, partitions: NativeTopicPartition[]): Promise<void> {
+    const consumer = this.#consumer!;
+    const cooperative = consumer.rebalanceProtocol() === "COOPERATIVE";
+    if (error.code === codes.assignPartitions) {
+      for (const p of partitions) this.#assigned.add(`${p.topic}:${p.partition}`);
+      this.#logger.info({ partitions: partitions.map((p) => `${p.topic}:${p.partition}`) }, "partitions assigned");
+      if (cooperative) consumer.incrementalAssign(partitions);
+      else consumer.assign(partitions);
+      if (this.#loop?.paused()) consumer.pause(partitions);
+      return;
+    }
+    if (error.code === codes.revokePartitions) {
+      const lost = consumer.assignmentLost();
+      const dispatcher = this.#dispatcher!;
+      const finals = new Map<string, number>();
+      await Promise.all(
+        partitions.map(async (p) => {
+          const id = `${p.topic}:${p.partition}`;
+          this.#assigned.delete(id);
+          const position = await dispatcher.revoke(p.topic, p.partition);
+          if (position >= 0) finals.set(id, position);
+        }),
+      );
+      if (!lost && finals.size > 0) {
+        try {
+          await withTimeout(this.#committer!.commit(finals), 5000, "commit on revoke");
+        } catch (failure) {
+          this.#logger.warn({ err: failure }, "commit on revoke failed");
+        }
+      }
+      for (const id of finals.keys()) this.#committer!.forget(id);
+      this.#logger.info({ partitions: partitions.map((p) => `${p.topic}:${p.partition}`), lost }, "partitions revoked");
+      if (cooperative) consumer.incrementalUnassign(partitions);
+      else consumer.unassign();
+      return;
+    }
+    this.#logger.warn({ err: kafkaError("rebalance", error) }, "rebalance error");
+    try {
+      consumer.unassign();
+    } catch {
+      // Already closed.
+    }
+    this.#assigned.clear();
+  }
+
+  async #commitQuietly(): Promise<void> {
+    if (this.#status !== "running") return;
+    try {
+      await this.#committer!.commit(this.#dispatcher!.positions());
+    } catch (error) {
+      this.#logger.debug({ err: error }, "periodic commit failed; retrying");
+    }
+  }
+}
+
+/** Reads one fixed partition without joining the group; commits under the group id. */
+export class KafkaPartitionConsumer implements PartitionConsumer {
+  readonly #settings: KafkaSettings;
+  readonly #logger: Logger;
+  readonly #options: PartitionConsumerOptions;
+  readonly #tuning: ConsumerTuning;
+  #status: Status = "idle";
+  #consumer: NativeConsumer | undefined;
+  #dispatcher: Dispatcher | undefined;
+  #loop: FetchLoop | undefined;
+  #committer: Committer | undefined;
+  #commitTimer: NodeJS.Timeout | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(settings: KafkaSettings, logger: Logger, options: PartitionConsumerOptions, tuning: ConsumerTuning = {}) {
+    this.#settings = settings;
+    this.#options = options;
+    this.#tuning = tuning;
+    this.#logger = logger.child({ groupId: options.groupId, topic: options.topic, partition: options.partition });
+  }
+
+  async start(handler: MessageHandler): Promise<void> {
+    if (this.#status !== "idle") {
+      throw new TetherError("invalid_argument", "partition consumer already started or closed");
+    }
+    this.#status = "running";
+    const { topic, partition } = this.#options;
+    const dispatcher = new Dispatcher({
+      handler,
+      concurrency: this.#options.concurrency,
+      orderBy: this.#options.orderBy,
+      onError: (error, message, attempt) =>
+        this.#logger.warn({ err: error, offset: message.offset, attempt }, "handler failed; retrying"),
+    });
+    this.#dispatcher = dispatcher;
+    const consumer = new native.KafkaConsumer({
+      ...consumerConfig(this.#settings, this.#logger, this.#options.groupId, `slot-${partition}`),
+      // Where to start when the group has no committed offset for this partition.
+      "auto.offset.reset": this.#options.fallback === "latest" ? "latest" : "earliest",
+      queue_non_empty_cb: () => this.#loop?.wake(),
+    });
+    this.#consumer = consumer;
+    consumer.on("event.error", (error) => this.#logger.warn({ err: kafkaError("consumer", error) }, "Kafka error"));
+    consumer.on("error", (error) => this.#logger.warn({ err: error }, "Kafka client error"));
+    this.#committer = new Committer(consumer, this.#logger);
+    this.#loop = new FetchLoop({
+      consumer,
+      logger: this.#logger,
+      deliver: (messages) => {
+        for (const message of messages) dispatcher.push(message);
+      },
+      pending: () => dispatcher.pending(),
+      maxPending: this.#tuning.maxPending ?? 1000,
+    });
+    try {
+      await connect(consumer, 15_000);
+      if (this.#status !== "running") return;
+      // No offset: librdkafka resumes from the group's committed offset, else auto.offset.reset.
+      consumer.assign([{ topic, partition }]);
+    } catch (error) {
+      await this.close(0);
+      throw kafkaError("partition consumer start", error);
+    }
+    this.#loop.start();
+    this.#commitTimer = setInterval(() => void this.commit().catch(() => {}), this.#tuning.commitIntervalMs ?? 500);
+    this.#commitTimer.unref();
+  }
+
+  async commit(): Promise<void> {
+    const dispatcher = this.#dispatcher;
+    const committer = this.#committer;
+    if (dispatcher === undefined || committer === undefined || this.#status === "closed") return;
+    const { topic, partition } = this.#options;
+    const position = dispatcher.position(topic, partition);
+    if (position < 0) return;
+    await committer.commit(new Map([[`${topic}:${partition}`, position]]));
+  }
+
+  close(timeoutMs = 10_000): Promise<void> {
+    this.#closing ??= this.#close(timeoutMs);
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    const wasRunning = this.#status === "running";
+    this.#status = "closing";
+    clearInterval(this.#commitTimer);
+    const consumer = this.#consumer;
+    const dispatcher = this.#dispatcher;
+    if (consumer === undefined || dispatcher === undefined) {
+      this.#status = "closed";
+      return;
+    }
+    await this.#loop?.stop();
+    dispatcher.close();
+    await dispatcher.drain(timeoutMs);
+    if (wasRunning) {
+      try {
+        await withTimeout(this.commit(), 5000, "final commit");
+      } catch (error) {
+        this.#logger.warn({ err: error }, "final commit failed");
+      }
+      try {
+        consumer.unassign();
+      } catch {
+        // Start failed half-way.
+      }
+    }
+    this.#status = "closed";
+    await withTimeout(disconnect(consumer), 15_000, "consumer disconnect").catch((error: unknown) =>
+      this.#logger.warn({ err: error }, "consumer disconnect did not finish"),
+    );
+  }
+}

@@ -1,0 +1,60 @@
+import { type ErrorCode, isTetherError, TetherError } from "../../errors/index.ts";
+import { codes, type NativeError } from "./native.ts";
+
+function isNativeError(value: unknown): value is NativeError {
+  return typeof value === "object" && value !== null && typeof (value as { code?: unknown }).code === "number";
+}
+
+function codeFor(error: NativeError): ErrorCode {
+  switch (error.code) {
+    case codes.unknownTopic:
+    case codes.unknownTopicOrPartition:
+    case codes.unknownPartition:
+    case codes.groupIdNotFound:
+      return "not_found";
+    case codes.authentication:
+    case codes.saslAuthenticationFailed:
+    case codes.topicAuthorizationFailed:
+    case codes.groupAuthorizationFailed:
+    case codes.clusterAuthorizationFailed:
+      return "unauthorized";
+    case codes.invalidArgument:
+    case codes.invalidPartitions:
+    case codes.invalidReplicationFactor:
+    case codes.invalidConfig:
+    case codes.policyViolation:
+    case codes.messageTooLarge:
+      return "invalid_argument";
+    case codes.destroyed:
+      return "closed";
+    case codes.timedOut:
+    case codes.messageTimedOut:
+    case codes.requestTimedOut:
+    case codes.queueFull:
+    case codes.transport:
+    case codes.resolve:
+    case codes.allBrokersDown:
+      return "unavailable";
+    default:
+      return error.isFatal === true ? "internal" : "unavailable";
+  }
+}
+
+/**
+ * Turns whatever the Kafka client threw or passed to a callback into a TetherError, so that no
+ * librdkafka error object leaves the adapter.
+ */
+export function kafkaError(what: string, error: unknown, details?: Record<string, unknown>): TetherError {
+  if (isTetherError(error)) return error;
+  if (isNativeError(error)) {
+    return new TetherError(codeFor(error), `${what}: ${error.message}`, {
+      cause: error,
+      details: { ...details, kafkaCode: error.code },
+    });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  if (/not connected|disconnected/i.test(message)) {
+    return new TetherError("unavailable", `${what}: ${message}`, { cause: error, details });
+  }
+  return new TetherError("internal", `${what}: ${message}`, { cause: error, details });
+}

@@ -1,0 +1,215 @@
+import type { KafkaSettings } from "../../config/index.ts";
+import { TetherError } from "../../errors/index.ts";
+import type { Logger } from "../../log/index.ts";
+import type { DeliveryReport, OutgoingMessage, Producer, SendOptions } from "../types.ts";
+import { baseConfig } from "./config.ts";
+import { kafkaError } from "./errors.ts";
+import { codes, type NativeDeliveryReport, type NativeError, type NativeProducer, native } from "./native.ts";
+
+export interface ProducerTuning {
+  /** Default bound of send(). Default 30 s. */
+  readonly sendTimeoutMs?: number;
+  /** Messages librdkafka may hold before send() fails fast with `unavailable`. Default 100 000. */
+  readonly maxQueued?: number;
+  /** Batching delay. Default 1 ms: latency first. */
+  readonly lingerMs?: number;
+}
+
+/** One send() waiting for its delivery report. */
+interface Pending {
+  resolve: (report: DeliveryReport) => void;
+  reject: (error: TetherError) => void;
+  timer: NodeJS.Timeout | undefined;
+  settled: boolean;
+}
+
+type Status = "idle" | "connecting" | "ready" | "closing" | "closed";
+
+/**
+ * Idempotent, acks=all producer on librdkafka's callback API. Delivery reports are polled on
+ * librdkafka's background thread, so each send() resolves as soon as the broker acknowledged it.
+ */
+export class KafkaProducer implements Producer {
+  readonly #settings: KafkaSettings;
+  readonly #logger: Logger;
+  readonly #tuning: ProducerTuning;
+  #status: Status = "idle";
+  #producer: NativeProducer | undefined;
+  #connecting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  #inFlight = 0;
+  readonly #unsettled = new Set<Pending>();
+  #drained: Array<() => void> = [];
+
+  constructor(settings: KafkaSettings, logger: Logger, tuning: ProducerTuning = {}) {
+    this.#settings = settings;
+    this.#logger = logger;
+    this.#tuning = tuning;
+  }
+
+  connect(): Promise<void> {
+    if (this.#status === "closing" || this.#status === "closed") {
+      return Promise.reject(new TetherError("closed", "producer is closed"));
+    }
+    this.#connecting ??= this.#connect();
+    return this.#connecting;
+  }
+
+  async #connect(): Promise<void> {
+    this.#status = "connecting";
+    const producer = new native.Producer({
+      ...baseConfig(this.#settings, this.#logger, "producer"),
+      "enable.idempotence": true,
+      acks: "all",
+      "linger.ms": this.#tuning.lingerMs ?? 1,
+      "queue.buffering.max.messages": this.#tuning.maxQueued ?? 100_000,
+      "compression.type": "lz4",
+      // Java-compatible placement: a key lands where any Kafka client would put it.
+      partitioner: "murmur2_random",
+      // Longer than any send() bound, so a report always arrives (a timed-out send may still land).
+      "message.timeout.ms": Math.max(60_000, (this.#tuning.sendTimeoutMs ?? 30_000) * 2),
+      // A topic that does not exist fails the send after this long instead of five minutes.
+      "topic.metadata.propagation.max.ms": 5000,
+      dr_cb: true,
+    });
+    this.#producer = producer;
+    producer.on("delivery-report", (error, report) => this.#onDelivery(error, report));
+    producer.on("event.error", (error) => this.#logger.warn({ err: kafkaError("producer", error) }, "Kafka error"));
+    producer.on("error", (error) => this.#logger.warn({ err: error }, "Kafka client error"));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        producer.connect({ timeout: 15_000, allTopics: false }, (error) =>
+          error ? reject(kafkaError("producer connect", error)) : resolve(),
+        );
+      });
+    } catch (error) {
+      this.#connecting = undefined;
+      this.#status = "idle";
+      throw error;
+    }
+    producer.setPollInBackground(true);
+    if (this.#status === "connecting") this.#status = "ready";
+  }
+
+  send(message: OutgoingMessage, options: SendOptions = {}): Promise<DeliveryReport> {
+    if (this.#status !== "ready") {
+      if (this.#status === "closing" || this.#status === "closed") {
+        return Promise.reject(new TetherError("closed", "producer is closed"));
+      }
+      return this.connect().then(() => this.send(message, options));
+    }
+    const producer = this.#producer!;
+    return new Promise<DeliveryReport>((resolve, reject) => {
+      const pending: Pending = { resolve, reject, timer: undefined, settled: false };
+      const value = typeof message.value === "string" ? Buffer.from(message.value) : message.value;
+      const headers =
+        message.headers === undefined ? undefined : Object.entries(message.headers).map(([k, v]) => ({ [k]: v }));
+      try {
+        producer.produce(message.topic, message.partition ?? null, value, message.key ?? null, null, pending, headers);
+      } catch (error) {
+        if ((error as NativeError).code === codes.queueFull) {
+          reject(new TetherError("unavailable", "Kafka producer queue is full", { cause: error }));
+        } else {
+          reject(kafkaError("send", error, { topic: message.topic }));
+        }
+        return;
+      }
+      this.#inFlight += 1;
+      this.#unsettled.add(pending);
+      const timeoutMs = options.timeoutMs ?? this.#tuning.sendTimeoutMs ?? 30_000;
+      pending.timer = setTimeout(() => {
+        this.#settle(pending);
+        reject(
+          new TetherError("unavailable", `no delivery report within ${timeoutMs} ms`, {
+            details: { topic: message.topic },
+          }),
+        );
+      }, timeoutMs);
+      pending.timer.unref();
+    });
+  }
+
+  #settle(pending: Pending): boolean {
+    if (pending.settled) return false;
+    pending.settled = true;
+    clearTimeout(pending.timer);
+    this.#unsettled.delete(pending);
+    return true;
+  }
+
+  #onDelivery(error: NativeError | null | undefined, report: NativeDeliveryReport): void {
+    this.#inFlight = Math.max(0, this.#inFlight - 1);
+    const pending = report.opaque as Pending | undefined;
+    if (pending !== undefined && this.#settle(pending)) {
+      if (error) {
+        pending.reject(kafkaError("send", error, { topic: report.topic }));
+      } else {
+        pending.resolve({ topic: report.topic, partition: report.partition, offset: String(report.offset) });
+      }
+    }
+    if (this.#inFlight === 0) for (const wake of this.#drained.splice(0)) wake();
+  }
+
+  async flush(timeoutMs: number): Promise<void> {
+    const producer = this.#producer;
+    if (producer === undefined || this.#status === "closed") return;
+    const deadline = Date.now() + timeoutMs;
+    await new Promise<void>((resolve, reject) => {
+      try {
+        producer.flush(timeoutMs, (error) => (error ? reject(kafkaError("flush", error)) : resolve()));
+      } catch (error) {
+        reject(kafkaError("flush", error));
+      }
+    }).catch((error: TetherError) => {
+      throw new TetherError("timeout", `producer flush did not finish in ${timeoutMs} ms`, { cause: error });
+    });
+    // Reports are handed to JavaScript asynchronously; wait for the last ones.
+    if (this.#inFlight > 0) {
+      const left = deadline - Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const drained = await Promise.race([
+        new Promise<boolean>((resolve) => this.#drained.push(() => resolve(true))),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), Math.max(0, left));
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!drained) throw new TetherError("timeout", `producer flush did not finish in ${timeoutMs} ms`);
+    }
+  }
+
+  queued(): number {
+    return this.#inFlight;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const connecting = this.#connecting;
+    this.#status = "closing";
+    if (connecting !== undefined) await connecting.catch(() => {});
+    const producer = this.#producer;
+    if (producer !== undefined) {
+      await this.flush(5000).catch((error: unknown) => this.#logger.warn({ err: error }, "producer flush on close"));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 10_000);
+        try {
+          producer.disconnect(0, () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        } catch {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    }
+    for (const pending of [...this.#unsettled]) {
+      if (this.#settle(pending)) pending.reject(new TetherError("unavailable", "producer closed before delivery"));
+    }
+    this.#status = "closed";
+  }
+}
