@@ -87,7 +87,11 @@ export class AdminService extends Construct {
       allowAllOutbound: false,
     });
     const listenerPort = props.certificateArn === undefined ? 80 : 443;
-    lbSecurityGroup.addIngressRule(ec2.Peer.ipv4(props.allowedCidr), ec2.Port.tcp(listenerPort), "operators in the VPC");
+    lbSecurityGroup.addIngressRule(
+      ec2.Peer.ipv4(props.allowedCidr),
+      ec2.Port.tcp(listenerPort),
+      "operators in the VPC",
+    );
     const securityGroup = new ec2.SecurityGroup(this, "SecurityGroup", {
       vpc: props.vpc,
       description: "Tether admin API tasks",

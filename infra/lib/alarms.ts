@@ -72,7 +72,10 @@ export class Alarms extends Construct {
     add(
       new cloudwatch.Alarm(this, "EdgeUnhealthyTargets", {
         alarmDescription: "An edge task has failed its /readyz check for 5 minutes",
-        metric: props.edge.targetGroup.metrics.unHealthyHostCount({ statistic: "Maximum", period: Duration.minutes(1) }),
+        metric: props.edge.targetGroup.metrics.unHealthyHostCount({
+          statistic: "Maximum",
+          period: Duration.minutes(1),
+        }),
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         threshold: 0,
         evaluationPeriods: 5,

@@ -124,7 +124,12 @@ export function settingsFromContext(read: ContextReader): TetherSettings {
     const value = read(key);
     if (Array.isArray(value)) return value.map(String);
     const text = str(key);
-    return text === undefined ? undefined : text.split(",").map((part) => part.trim()).filter(Boolean);
+    return text === undefined
+      ? undefined
+      : text
+          .split(",")
+          .map((part) => part.trim())
+          .filter(Boolean);
   };
   const int = (key: string, fallback: number, min: number, max: number): number => {
     const text = str(key);
@@ -172,7 +177,9 @@ export function settingsFromContext(read: ContextReader): TetherSettings {
     const saslSecretArn = str("kafkaSecretArn");
     if (bootstrapServers === undefined) problems.push("bootstrapServers is required with kafkaMode=external");
     if (saslSecretArn === undefined || !/^arn:aws[a-z-]*:secretsmanager:/.test(saslSecretArn)) {
-      problems.push("kafkaSecretArn (the complete ARN of a Secrets Manager secret) is required with kafkaMode=external");
+      problems.push(
+        "kafkaSecretArn (the complete ARN of a Secrets Manager secret) is required with kafkaMode=external",
+      );
     }
     kafka = { mode: "external", bootstrapServers: bootstrapServers ?? "", saslSecretArn: saslSecretArn ?? "" };
   } else if (kafkaModeName !== "msk-serverless") {
@@ -210,9 +217,7 @@ export function settingsFromContext(read: ContextReader): TetherSettings {
   const workerMax = int("workerMaxCount", Math.max(workPartitions, workerMin), 1, 1000);
   const workerDesired = int("workerDesiredCount", workerMin, 1, 1000);
   if (!(workerMin <= workerDesired && workerDesired <= workerMax)) {
-    problems.push(
-      `worker counts must satisfy min <= desired <= max, got ${workerMin}, ${workerDesired}, ${workerMax}`,
-    );
+    problems.push(`worker counts must satisfy min <= desired <= max, got ${workerMin}, ${workerDesired}, ${workerMax}`);
   }
 
   const settings: TetherSettings = {

@@ -1,6 +1,6 @@
 import { Aws, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
 import * as ecs from "aws-cdk-lib/aws-ecs";
-import * as logs from "aws-cdk-lib/aws-logs";
+import type * as logs from "aws-cdk-lib/aws-logs";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import type { Construct } from "constructs";
 import { AdminService } from "./admin-service.ts";
@@ -153,7 +153,10 @@ export class TetherStack extends Stack {
         description: "Devices, TLS (point a DNS name of the certificate at the NLB)",
       });
     }
-    new CfnOutput(this, "AdminUrl", { value: this.admin.url, description: "Admin API (internal: reachable from the VPC)" });
+    new CfnOutput(this, "AdminUrl", {
+      value: this.admin.url,
+      description: "Admin API (internal: reachable from the VPC)",
+    });
     new CfnOutput(this, "AdminTokenSecretArn", {
       value: this.admin.token.secretArn,
       description: "Secrets Manager secret holding the admin API bearer token",
@@ -173,7 +176,9 @@ export class TetherStack extends Stack {
 }
 
 /** CloudWatch Logs accepts only these retention periods (days). */
-const RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+const RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+];
 
 function retentionDays(days: number): logs.RetentionDays {
   if (!RETENTION_DAYS.includes(days)) {

@@ -1,0 +1,771 @@
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { App, Stack, Validations } from "aws-cdk-lib";
+import { Match, Template } from "aws-cdk-lib/assertions";
+import * as ec2 from "aws-cdk-lib/aws-ec2";
+import type * as iam from "aws-cdk-lib/aws-iam";
+import { AwsSolutionsChecks } from "cdk-nag";
+import type { IConstruct } from "constructs";
+import { createApp } from "../../infra/lib/app.ts";
+import { settingsFromContext } from "../../infra/lib/settings.ts";
+import type { TetherStack } from "../../infra/lib/tether-stack.ts";
+
+const baseContext = { env: "test", image: "public.ecr.aws/tether/test:1", region: "eu-west-1" };
+
+interface Built {
+  readonly stack: TetherStack;
+  readonly template: Template;
+}
+
+/** Builds once per context; every test of a configuration reads the same template. */
+const cache = new Map<string, Built>();
+function build(context: Record<string, unknown> = {}): Built {
+  const key = JSON.stringify(context);
+  const cached = cache.get(key);
+  if (cached !== undefined) return cached;
+  const { stack } = createApp({ context: { ...baseContext, ...context }, builtinValidation: false });
+  const built = { stack, template: Template.fromStack(stack) };
+  cache.set(key, built);
+  return built;
+}
+
+const external = {
+  kafkaMode: "external",
+  bootstrapServers: "pkc-123.eu-west-1.aws.confluent.cloud:9092",
+  kafkaSecretArn: "arn:aws:secretsmanager:eu-west-1:111122223333:secret:tether/kafka-AbCdEf",
+};
+
+type Json = Record<string, unknown>;
+
+/** Renders a CloudFormation value to a readable string: tokens become <Ref>, <Res.Attr>, <select>. */
+function render(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (typeof value === "number") return String(value);
+  if (Array.isArray(value)) return value.map(render).join(",");
+  const object = value as Json;
+  if ("Ref" in object) return `<${String(object.Ref)}>`;
+  if ("Fn::GetAtt" in object) return `<${(object["Fn::GetAtt"] as string[]).join(".")}>`;
+  if ("Fn::Join" in object) {
+    const [separator, parts] = object["Fn::Join"] as [string, unknown[]];
+    return parts.map(render).join(separator);
+  }
+  if ("Fn::Select" in object) return "<select>";
+  return JSON.stringify(value);
+}
+
+function logicalId(stack: Stack, construct: IConstruct): string {
+  const resource = construct.node.defaultChild ?? construct;
+  return stack.getLogicalId(resource as never);
+}
+
+function containerOf(built: Built, name: "edge" | "worker" | "admin"): Json {
+  const definitions = built.template.findResources("AWS::ECS::TaskDefinition");
+  for (const definition of Object.values(definitions)) {
+    const containers = (definition.Properties as Json).ContainerDefinitions as Json[];
+    const container = containers.find((c) => c.Name === name);
+    if (container !== undefined) return container;
+  }
+  throw new Error(`no container ${name}`);
+}
+
+function environmentOf(built: Built, name: "edge" | "worker" | "admin"): Record<string, string> {
+  const entries = (containerOf(built, name).Environment as { Name: string; Value: unknown }[]) ?? [];
+  return Object.fromEntries(entries.map((entry) => [entry.Name, render(entry.Value)]));
+}
+
+function secretsOf(built: Built, name: "edge" | "worker" | "admin"): Record<string, string> {
+  const entries = (containerOf(built, name).Secrets as { Name: string; ValueFrom: unknown }[]) ?? [];
+  return Object.fromEntries(entries.map((entry) => [entry.Name, render(entry.ValueFrom)]));
+}
+
+interface Statement {
+  readonly sid: string | undefined;
+  readonly actions: string[];
+  readonly resources: string[];
+}
+
+function statementsOf(built: Built, role: iam.IRole): Statement[] {
+  const policy = role.node.tryFindChild("DefaultPolicy");
+  assert.ok(policy, "the role has a policy");
+  const resource = built.template.toJSON().Resources[logicalId(built.stack, policy)] as Json;
+  const document = (resource.Properties as Json).PolicyDocument as { Statement: Json[] };
+  return document.Statement.map((statement) => ({
+    sid: statement.Sid as string | undefined,
+    actions: [statement.Action].flat() as string[],
+    resources: [statement.Resource].flat().map(render),
+  }));
+}
+
+function kafkaResources(statements: Statement[], action: string): string[] {
+  return statements
+    .filter((statement) => statement.actions.includes(action))
+    .flatMap((statement) => statement.resources)
+    .map((arn) => arn.replace(/^.*:(topic|group|cluster)\//, "$1/"))
+    .sort();
+}
+
+function dynamoActionsOn(statements: Statement[], table: string): string[] {
+  return statements
+    .filter((statement) => statement.resources.some((resource) => resource === `<${table}.Arn>`))
+    .flatMap((statement) => statement.actions)
+    .sort();
+}
+
+const roles = (stack: TetherStack) => ({
+  edge: stack.edge.task.taskDefinition.taskRole,
+  worker: stack.worker.task.taskDefinition.taskRole,
+  admin: stack.admin.task.taskDefinition.taskRole,
+});
+
+describe("device listeners and ports", () => {
+  test("the NLB is internet-facing and listens for devices on TCP 3000, forwarding to the edge tasks' port 3000", () => {
+    const { template, stack } = build();
+    template.hasResourceProperties("AWS::ElasticLoadBalancingV2::LoadBalancer", {
+      Type: "network",
+      Scheme: "internet-facing",
+    });
+    template.hasResourceProperties("AWS::ElasticLoadBalancingV2::Listener", {
+      Port: 3000,
+      Protocol: "TCP",
+      DefaultActions: [{ Type: "forward", TargetGroupArn: { Ref: logicalId(stack, stack.edge.targetGroup) } }],
+    });
+    template.hasResourceProperties("AWS::ElasticLoadBalancingV2::TargetGroup", {
+      Port: 3000,
+      Protocol: "TCP",
+      TargetType: "ip",
+    });
+    template.hasResourceProperties("AWS::ECS::Service", {
+      LoadBalancers: [{ ContainerName: "edge", ContainerPort: 3000 }],
+    });
+  });
+
+  test("without a certificate there is no TLS listener", () => {
+    const { template } = build();
+    const tls = template.findResources("AWS::ElasticLoadBalancingV2::Listener", {
+      Properties: { Protocol: "TLS" },
+    });
+    assert.deepEqual(Object.keys(tls), []);
+  });
+
+  test("a certificate adds a TLS listener on 443 that ends TLS and forwards to the same edge targets", () => {
+    const certificateArn = "arn:aws:acm:eu-west-1:111122223333:certificate/abc";
+    const { template, stack } = build({ certificateArn });
+    template.hasResourceProperties("AWS::ElasticLoadBalancingV2::Listener", {
+      Port: 443,
+      Protocol: "TLS",
+      Certificates: [{ CertificateArn: certificateArn }],
+      SslPolicy: Match.stringLikeRegexp("TLS13"),
+      DefaultActions: [{ Type: "forward", TargetGroupArn: { Ref: logicalId(stack, stack.edge.targetGroup) } }],
+    });
+    template.hasResourceProperties("AWS::EC2::SecurityGroup", {
+      GroupDescription: "Tether device listeners (public)",
+      SecurityGroupIngress: Match.arrayWith([
+        Match.objectLike({ FromPort: 3000, ToPort: 3000, CidrIp: "0.0.0.0/0" }),
+        Match.objectLike({ FromPort: 443, ToPort: 443, CidrIp: "0.0.0.0/0" }),
+      ]),
+    });
+    template.hasOutput("DeviceTlsEndpoint", {});
+  });
+
+  test("the NLB health check asks the edge's /readyz on its HTTP port 9090, which the NLB may reach", () => {
+    const { template, stack } = build();
+    template.hasResourceProperties("AWS::ElasticLoadBalancingV2::TargetGroup", {
+      Port: 3000,
+      HealthCheckProtocol: "HTTP",
+      HealthCheckPort: "9090",
+      HealthCheckPath: "/readyz",
+    });
+    template.hasResourceProperties("AWS::EC2::SecurityGroupIngress", {
+      FromPort: 9090,
+      ToPort: 9090,
+      GroupId: { "Fn::GetAtt": [logicalId(stack, stack.edge.securityGroup), "GroupId"] },
+    });
+  });
+
+  test("the admin API sits behind an internal ALB on port 80 that forwards to port 8080 and checks /healthz", () => {
+    const { template } = build();
+    template.hasResourceProperties("AWS::ElasticLoadBalancingV2::LoadBalancer", {
+      Type: "application",
+      Scheme: "internal",
+    });
+    template.hasResourceProperties("AWS::ElasticLoadBalancingV2::Listener", { Port: 80, Protocol: "HTTP" });
+    template.hasResourceProperties("AWS::ElasticLoadBalancingV2::TargetGroup", {
+      Port: 8080,
+      Protocol: "HTTP",
+      HealthCheckPath: "/healthz",
+    });
+    template.hasResourceProperties("AWS::EC2::SecurityGroup", {
+      GroupDescription: "Tether admin API load balancer (internal)",
+      SecurityGroupIngress: [Match.objectLike({ CidrIp: "10.40.0.0/16", FromPort: 80 })],
+    });
+  });
+
+  test("the outputs give the NLB's DNS name, the device endpoint and the admin URL", () => {
+    const { template } = build();
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    assert.match(render(outputs.NlbDnsName?.Value), /^<EdgeLoadBalancer\w+\.DNSName>$/);
+    assert.match(render(outputs.DeviceEndpoint?.Value), /DNSName>:3000$/);
+    assert.match(render(outputs.AdminUrl?.Value), /^http:\/\/<AdminLoadBalancer\w+\.DNSName>$/);
+  });
+});
+
+describe("drain timings", () => {
+  test("the NLB drains a target for 10 seconds and never cuts device connections itself", () => {
+    const { template } = build();
+    template.hasResourceProperties("AWS::ElasticLoadBalancingV2::TargetGroup", {
+      Port: 3000,
+      TargetGroupAttributes: Match.arrayWith([
+        { Key: "deregistration_delay.timeout_seconds", Value: "10" },
+        { Key: "deregistration_delay.connection_termination.enabled", Value: "false" },
+        { Key: "target_health_state.unhealthy.connection_termination.enabled", Value: "false" },
+      ]),
+    });
+  });
+
+  test("the edge's stopTimeout is the 20 s drain plus 10 s, and the drain reaches the edge as TETHER_DRAIN_MS", () => {
+    const built = build();
+    assert.equal(containerOf(built, "edge").StopTimeout, 30);
+    assert.equal(environmentOf(built, "edge").TETHER_DRAIN_MS, "20000");
+  });
+
+  test("a longer drain lengthens stopTimeout to match", () => {
+    const built = build({ drainMs: "45000" });
+    assert.equal(containerOf(built, "edge").StopTimeout, 55);
+    assert.equal(environmentOf(built, "edge").TETHER_DRAIN_MS, "45000");
+  });
+
+  test("a drain that cannot fit Fargate's 120 s stopTimeout is refused", () => {
+    assert.throws(() => settingsFromContext((key) => (key === "drainMs" ? "115000" : undefined)), /drainMs/);
+  });
+
+  test("an unhealthy verdict takes longer than the drain, so a draining edge keeps its devices", () => {
+    const { template } = build();
+    const groups = template.findResources("AWS::ElasticLoadBalancingV2::TargetGroup", { Properties: { Port: 3000 } });
+    const properties = Object.values(groups)[0]?.Properties as Json;
+    const verdictSeconds = Number(properties.HealthCheckIntervalSeconds) * Number(properties.UnhealthyThresholdCount);
+    assert.ok(verdictSeconds > 20, `unhealthy after ${verdictSeconds} s`);
+  });
+
+  test("every service deploys with a circuit breaker that rolls back", () => {
+    const { template } = build();
+    const services = Object.values(template.findResources("AWS::ECS::Service"));
+    assert.equal(services.length, 3);
+    for (const service of services) {
+      const configuration = (service.Properties as Json).DeploymentConfiguration as Json;
+      assert.deepEqual(configuration.DeploymentCircuitBreaker, { Enable: true, Rollback: true });
+      assert.equal(configuration.MinimumHealthyPercent, 100);
+    }
+  });
+});
+
+describe("environment variables", () => {
+  test("every service gets Kafka over IAM, the DynamoDB registry, the table names and the edge count", () => {
+    const built = build();
+    for (const name of ["edge", "worker", "admin"] as const) {
+      const env = environmentOf(built, name);
+      assert.equal(env.TETHER_ENV, "production", name);
+      assert.equal(env.TETHER_BROKER, "kafka", name);
+      assert.equal(env.TETHER_KAFKA_AUTH, "aws-iam", name);
+      assert.equal(env.TETHER_KAFKA_SSL, "true", name);
+      assert.match(env.TETHER_KAFKA_BROKERS ?? "", /^<KafkaBootstrapBrokers\w+\.BootstrapBrokerStringSaslIam>$/, name);
+      assert.equal(env.AWS_REGION, "<AWS::Region>", name);
+      assert.equal(env.TETHER_REGISTRY, "dynamodb", name);
+      assert.match(env.TETHER_CONNECTIONS_TABLE ?? "", /^<TablesConnections\w+>$/, name);
+      assert.match(env.TETHER_EDGES_TABLE ?? "", /^<TablesEdges\w+>$/, name);
+      assert.match(env.TETHER_OUTBOX_TABLE ?? "", /^<TablesOutbox\w+>$/, name);
+      assert.equal(env.TETHER_MAX_EDGES, "64", name);
+      assert.equal(env.TETHER_DYNAMODB_ENDPOINT, undefined, name);
+      assert.deepEqual(containerOf(built, name).Command, [`dist/${name}.mjs`], name);
+    }
+  });
+
+  test("the edge gets its ports, hmac auth with the secret from Secrets Manager, and no other secret", () => {
+    const built = build();
+    const env = environmentOf(built, "edge");
+    assert.equal(env.TETHER_DEVICE_PORT, "3000");
+    assert.equal(env.TETHER_EDGE_HTTP_PORT, "9090");
+    assert.equal(env.TETHER_AUTH_MODE, "hmac");
+    assert.equal(env.TETHER_AUTH_SECRET, undefined, "the secret is not a plain variable");
+    assert.deepEqual(Object.keys(secretsOf(built, "edge")), ["TETHER_AUTH_SECRET"]);
+    assert.match(secretsOf(built, "edge").TETHER_AUTH_SECRET ?? "", /^<EdgeAuthSecret\w+>$/);
+  });
+
+  test("jwt with a JWKS URL passes the URL and needs no shared secret", () => {
+    const built = build({ authMode: "jwt", jwksUrl: "https://id.example.com/.well-known/jwks.json" });
+    const env = environmentOf(built, "edge");
+    assert.equal(env.TETHER_AUTH_MODE, "jwt");
+    assert.equal(env.TETHER_AUTH_JWKS_URL, "https://id.example.com/.well-known/jwks.json");
+    assert.deepEqual(secretsOf(built, "edge"), {});
+  });
+
+  test("auth mode none is refused for a deployment", () => {
+    assert.throws(() => settingsFromContext((key) => (key === "authMode" ? "none" : undefined)), /authMode/);
+  });
+
+  test("the worker gets its HTTP port and the kv example's table", () => {
+    const built = build();
+    const env = environmentOf(built, "worker");
+    assert.equal(env.TETHER_WORKER_HTTP_PORT, "9091");
+    assert.match(env.TETHER_KV_TABLE ?? "", /^<TablesKeyValue\w+>$/);
+    assert.deepEqual(secretsOf(built, "worker"), {});
+  });
+
+  test("the admin gets its port and its bearer token from a generated secret", () => {
+    const built = build();
+    assert.equal(environmentOf(built, "admin").TETHER_ADMIN_PORT, "8080");
+    assert.deepEqual(Object.keys(secretsOf(built, "admin")), ["TETHER_ADMIN_TOKEN"]);
+    assert.match(secretsOf(built, "admin").TETHER_ADMIN_TOKEN ?? "", /^<AdminToken\w+>$/);
+    built.template.hasResourceProperties("AWS::SecretsManager::Secret", {
+      Description: Match.stringLikeRegexp("admin API bearer token"),
+      GenerateSecretString: Match.objectLike({ PasswordLength: 48 }),
+    });
+  });
+
+  test("an external cluster gives SASL/PLAIN over TLS with credentials from its secret, and no MSK cluster", () => {
+    const built = build(external);
+    built.template.resourceCountIs("AWS::MSK::ServerlessCluster", 0);
+    for (const name of ["edge", "worker", "admin"] as const) {
+      const env = environmentOf(built, name);
+      assert.equal(env.TETHER_KAFKA_BROKERS, external.bootstrapServers, name);
+      assert.equal(env.TETHER_KAFKA_AUTH, "plain", name);
+      assert.equal(env.TETHER_KAFKA_SSL, "true", name);
+      const secrets = secretsOf(built, name);
+      assert.equal(secrets.TETHER_KAFKA_USERNAME, `${external.kafkaSecretArn}:username::`, name);
+      assert.equal(secrets.TETHER_KAFKA_PASSWORD, `${external.kafkaSecretArn}:password::`, name);
+    }
+  });
+
+  test("logs go to one log group per service with the configured retention", () => {
+    const { template } = build();
+    const groups = Object.values(template.findResources("AWS::Logs::LogGroup"));
+    assert.ok(groups.length >= 4, "three services and the flow logs");
+    for (const group of groups) assert.equal((group.Properties as Json).RetentionInDays, 30);
+    for (const name of ["edge", "worker", "admin"] as const) {
+      const options = (containerOf(build(), name).LogConfiguration as Json).Options as Json;
+      assert.equal(options["awslogs-stream-prefix"], name);
+    }
+  });
+});
+
+describe("IAM per role", () => {
+  test("the edge role produces requests, events and replies, reads replies, and uses only edge-slot groups", () => {
+    const built = build();
+    const statements = statementsOf(built, roles(built.stack).edge);
+    assert.deepEqual(kafkaResources(statements, "kafka-cluster:WriteData"), [
+      "topic/tether-test/<select>/events",
+      "topic/tether-test/<select>/replies",
+      "topic/tether-test/<select>/requests",
+    ]);
+    assert.deepEqual(kafkaResources(statements, "kafka-cluster:ReadData"), ["topic/tether-test/<select>/replies"]);
+    assert.deepEqual(kafkaResources(statements, "kafka-cluster:AlterGroup"), [
+      "group/tether-test/<select>/edge-slot-*",
+    ]);
+    assert.equal(kafkaResources(statements, "kafka-cluster:CreateTopic").length, 5);
+  });
+
+  test("the worker role reads requests and downlink, writes replies and the DLQ, and commits as workers and router", () => {
+    const built = build();
+    const statements = statementsOf(built, roles(built.stack).worker);
+    assert.deepEqual(kafkaResources(statements, "kafka-cluster:WriteData"), [
+      "topic/tether-test/<select>/replies",
+      "topic/tether-test/<select>/requests.dlq",
+    ]);
+    assert.deepEqual(kafkaResources(statements, "kafka-cluster:ReadData"), [
+      "topic/tether-test/<select>/downlink",
+      "topic/tether-test/<select>/requests",
+    ]);
+    assert.deepEqual(kafkaResources(statements, "kafka-cluster:AlterGroup"), [
+      "group/tether-test/<select>/router",
+      "group/tether-test/<select>/workers",
+    ]);
+  });
+
+  test("the admin role writes downlink and replies and can neither read, join groups nor create topics", () => {
+    const built = build();
+    const statements = statementsOf(built, roles(built.stack).admin);
+    assert.deepEqual(kafkaResources(statements, "kafka-cluster:WriteData"), [
+      "topic/tether-test/<select>/downlink",
+      "topic/tether-test/<select>/replies",
+    ]);
+    for (const action of ["kafka-cluster:ReadData", "kafka-cluster:AlterGroup", "kafka-cluster:CreateTopic"]) {
+      assert.deepEqual(kafkaResources(statements, action), [], action);
+    }
+    assert.equal(kafkaResources(statements, "kafka-cluster:DescribeTopic").length, 5);
+  });
+
+  test("every producer may write idempotently and connect, on the cluster's ARN only", () => {
+    const built = build();
+    const clusterId = logicalId(built.stack, built.stack.kafka.cluster!);
+    for (const [name, role] of Object.entries(roles(built.stack))) {
+      const statements = statementsOf(built, role);
+      const cluster = statements.find((statement) => statement.sid === "KafkaCluster");
+      assert.ok(cluster, name);
+      assert.deepEqual(cluster.resources, [`<${clusterId}.Arn>`], name);
+      assert.ok(cluster.actions.includes("kafka-cluster:WriteDataIdempotently"), name);
+      assert.ok(cluster.actions.includes("kafka-cluster:Connect"), name);
+    }
+  });
+
+  test("no task role statement has a bare * resource or a wildcard action", () => {
+    const built = build();
+    for (const [name, role] of Object.entries(roles(built.stack))) {
+      for (const statement of statementsOf(built, role)) {
+        assert.ok(!statement.resources.includes("*"), `${name}: ${statement.actions.join(" ")}`);
+        assert.ok(!statement.actions.some((action) => action.includes("*")), `${name}: ${statement.actions.join(" ")}`);
+      }
+    }
+  });
+
+  test("DynamoDB access: edge writes its three tables, the worker reads owners and writes outbox and kv, the admin only reads", () => {
+    const built = build();
+    const { stack } = built;
+    const table = (construct: IConstruct) => logicalId(stack, construct);
+    const connections = table(stack.tables.connections);
+    const edges = table(stack.tables.edges);
+    const outbox = table(stack.tables.outbox);
+    const kv = table(stack.tables.kv);
+    const edge = statementsOf(built, roles(stack).edge);
+    const worker = statementsOf(built, roles(stack).worker);
+    const admin = statementsOf(built, roles(stack).admin);
+    for (const name of [connections, edges, outbox])
+      assert.ok(dynamoActionsOn(edge, name).includes("dynamodb:PutItem"));
+    assert.deepEqual(dynamoActionsOn(edge, kv), []);
+    assert.ok(!dynamoActionsOn(worker, connections).includes("dynamodb:PutItem"));
+    assert.ok(dynamoActionsOn(worker, connections).includes("dynamodb:GetItem"));
+    assert.ok(!dynamoActionsOn(worker, edges).includes("dynamodb:PutItem"));
+    assert.ok(dynamoActionsOn(worker, outbox).includes("dynamodb:PutItem"));
+    assert.ok(dynamoActionsOn(worker, kv).includes("dynamodb:PutItem"));
+    for (const name of [connections, edges]) {
+      assert.ok(dynamoActionsOn(admin, name).includes("dynamodb:Query"));
+      assert.ok(!dynamoActionsOn(admin, name).some((action) => /Put|Update|Delete|Write/.test(action)));
+    }
+    assert.deepEqual(dynamoActionsOn(admin, outbox), []);
+    assert.deepEqual(dynamoActionsOn(admin, kv), []);
+  });
+
+  test("with an external cluster no role gets kafka-cluster permissions", () => {
+    const built = build(external);
+    for (const [name, role] of Object.entries(roles(built.stack))) {
+      const kafka = statementsOf(built, role).filter((s) => s.actions.some((a) => a.startsWith("kafka-cluster:")));
+      assert.deepEqual(kafka, [], name);
+    }
+  });
+
+  test("the MSK cluster requires IAM authentication and admits only the services on port 9098", () => {
+    const built = build();
+    built.template.hasResourceProperties("AWS::MSK::ServerlessCluster", {
+      ClusterName: "tether-test",
+      ClientAuthentication: { Sasl: { Iam: { Enabled: true } } },
+    });
+    const rules = Object.values(
+      built.template.findResources("AWS::EC2::SecurityGroupIngress", { Properties: { FromPort: 9098 } }),
+    );
+    assert.equal(rules.length, 3, "edge, worker and admin");
+    const [bootstrap] = Object.values(built.template.findResources("Custom::AWS"));
+    assert.ok(bootstrap, "a custom resource reads the bootstrap brokers");
+    const call = JSON.parse(render((bootstrap.Properties as Json).Create).replace(/<[^>]+>/g, "token")) as Json;
+    assert.equal(call.service, "Kafka");
+    assert.equal(call.action, "GetBootstrapBrokers");
+    assert.deepEqual(call.outputPaths, ["BootstrapBrokerStringSaslIam"]);
+  });
+});
+
+describe("DynamoDB tables", () => {
+  test("every table is on demand, expires items on expiresAt and has point-in-time recovery", () => {
+    const { template } = build();
+    const tables = Object.values(template.findResources("AWS::DynamoDB::GlobalTable"));
+    assert.equal(tables.length, 4);
+    for (const table of tables) {
+      const properties = table.Properties as Json;
+      assert.equal(properties.BillingMode, "PAY_PER_REQUEST");
+      assert.deepEqual(properties.TimeToLiveSpecification, { AttributeName: "expiresAt", Enabled: true });
+      const replicas = properties.Replicas as Json[];
+      assert.deepEqual(replicas[0]?.PointInTimeRecoverySpecification, { PointInTimeRecoveryEnabled: true });
+    }
+  });
+
+  test("connections has the byEdge index on edgeId, edges is keyed by a numeric slot, outbox by deviceId and messageId", () => {
+    const { template } = build();
+    template.hasResourceProperties("AWS::DynamoDB::GlobalTable", {
+      KeySchema: [{ AttributeName: "deviceId", KeyType: "HASH" }],
+      GlobalSecondaryIndexes: [
+        Match.objectLike({ IndexName: "byEdge", KeySchema: [{ AttributeName: "edgeId", KeyType: "HASH" }] }),
+      ],
+    });
+    template.hasResourceProperties("AWS::DynamoDB::GlobalTable", {
+      KeySchema: [{ AttributeName: "slot", KeyType: "HASH" }],
+      AttributeDefinitions: [{ AttributeName: "slot", AttributeType: "N" }],
+    });
+    template.hasResourceProperties("AWS::DynamoDB::GlobalTable", {
+      KeySchema: [
+        { AttributeName: "deviceId", KeyType: "HASH" },
+        { AttributeName: "messageId", KeyType: "RANGE" },
+      ],
+    });
+  });
+
+  test("development tables are deleted with the stack; production tables are protected and retained", () => {
+    const dev = build().template;
+    for (const table of Object.values(dev.findResources("AWS::DynamoDB::GlobalTable"))) {
+      assert.equal(table.DeletionPolicy, "Delete");
+    }
+    const prod = build({ env: "prod" }).template;
+    for (const table of Object.values(prod.findResources("AWS::DynamoDB::GlobalTable"))) {
+      assert.equal(table.DeletionPolicy, "Retain");
+      const replicas = (table.Properties as Json).Replicas as Json[];
+      assert.equal(replicas[0]?.DeletionProtectionEnabled, true);
+    }
+  });
+});
+
+describe("scaling", () => {
+  function policiesOf(built: Built, service: "Edge" | "Worker"): Json[] {
+    return Object.values(built.template.findResources("AWS::ApplicationAutoScaling::ScalingPolicy"))
+      .map((policy) => policy.Properties as Json)
+      .filter((properties) => {
+        const target = properties.ScalingTargetId as Json | undefined;
+        const resourceId = render(properties.ResourceId ?? "");
+        return render(target ?? "").includes(`${service}Service`) || resourceId.includes(`${service}Service`);
+      });
+  }
+
+  test("the edge scales on CPU and on NLB connections per healthy task", () => {
+    const built = build();
+    const policies = policiesOf(built, "Edge");
+    assert.equal(policies.length, 2);
+    const cpu = policies.find((p) => JSON.stringify(p).includes("ECSServiceAverageCPUUtilization"));
+    assert.ok(cpu, "a CPU policy");
+    const connections = policies.find((p) => p.PolicyName === "connections-per-task");
+    assert.ok(connections, "a connections policy");
+    const configuration = connections.TargetTrackingScalingPolicyConfiguration as Json;
+    assert.equal(configuration.TargetValue, 10_000);
+    const metrics = (configuration.CustomizedMetricSpecification as Json).Metrics as Json[];
+    assert.deepEqual(
+      metrics
+        .map((m) => (m.MetricStat as Json | undefined)?.Metric ?? m.Expression)
+        .map((m) => (typeof m === "string" ? m : (m as Json).MetricName)),
+      ["ActiveFlowCount", "HealthyHostCount", "flows / IF(healthy > 0, healthy, 1)"],
+    );
+    built.template.hasResourceProperties("AWS::ApplicationAutoScaling::ScalableTarget", {
+      ResourceId: Match.anyValue(),
+      MinCapacity: 2,
+      MaxCapacity: 16,
+      ScalableDimension: "ecs:service:DesiredCount",
+    });
+  });
+
+  test("the worker scales on CPU and on MSK consumer lag per running task", () => {
+    const built = build();
+    const policies = policiesOf(built, "Worker");
+    assert.equal(policies.length, 2);
+    const lag = policies.find((p) => p.PolicyName === "lag-per-task");
+    assert.ok(lag);
+    const metrics = ((lag.TargetTrackingScalingPolicyConfiguration as Json).CustomizedMetricSpecification as Json)
+      .Metrics as Json[];
+    const groups = metrics
+      .map((m) => ((m.MetricStat as Json | undefined)?.Metric as Json | undefined)?.Dimensions as Json[] | undefined)
+      .flatMap((dimensions) => dimensions ?? [])
+      .filter((dimension) => dimension.Name === "Consumer Group")
+      .map((dimension) => dimension.Value);
+    assert.deepEqual(groups, ["workers", "router"]);
+    assert.ok(metrics.some((m) => (m.Expression as string | undefined)?.includes("/ IF(tasks > 0, tasks, 1)")));
+  });
+
+  test("with an external cluster the worker scales on CPU only", () => {
+    const built = build(external);
+    const policies = policiesOf(built, "Worker");
+    assert.equal(policies.length, 1);
+    assert.ok(JSON.stringify(policies[0]).includes("ECSServiceAverageCPUUtilization"));
+  });
+
+  test("the edge fleet may not outgrow the reply slots, counting a deployment's doubled tasks", () => {
+    const read = (values: Record<string, string>) => (key: string) => values[key];
+    assert.throws(
+      () => settingsFromContext(read({ maxEdges: "16", edgeMaxCount: "10" })),
+      /edgeMaxCount 10 needs 20 slots/,
+    );
+    assert.equal(settingsFromContext(read({ maxEdges: "16" })).edge.max, 8);
+  });
+
+  test("Container Insights is on, since lag scaling and the task alarms read its task counts", () => {
+    build().template.hasResourceProperties("AWS::ECS::Cluster", {
+      ClusterSettings: [{ Name: "containerInsights", Value: "enabled" }],
+    });
+  });
+});
+
+describe("alarms", () => {
+  test("alarms watch zero connections, unhealthy edges, missing tasks, worker lag and dead letters, all notifying SNS", () => {
+    const { template, stack } = build();
+    const topic = { Ref: logicalId(stack, stack.alarms.topic) };
+    const alarms = Object.values(template.findResources("AWS::CloudWatch::Alarm")).map((a) => a.Properties as Json);
+    const describe = (text: RegExp) => alarms.find((alarm) => text.test(String(alarm.AlarmDescription)));
+    const expected = [
+      /No device connections/,
+      /failed its \/readyz/,
+      /^Edge: fewer tasks running/,
+      /^Worker: fewer tasks running/,
+      /^Admin: fewer tasks running/,
+      /Worker backlog on requests/,
+      /requests.dlq/,
+    ];
+    for (const text of expected) {
+      const alarm = describe(text);
+      assert.ok(alarm, String(text));
+      assert.deepEqual(alarm.AlarmActions, [topic], String(text));
+    }
+    const dlq = describe(/requests.dlq/)!;
+    assert.equal(dlq.MetricName, "MessagesInPerSec");
+    assert.deepEqual(dlq.Dimensions, [
+      { Name: "Cluster Name", Value: "tether-test" },
+      { Name: "Topic", Value: "requests.dlq" },
+    ]);
+    const zero = describe(/No device connections/)!;
+    assert.equal(zero.MetricName, "ActiveFlowCount");
+    assert.equal(zero.ComparisonOperator, "LessThanThreshold");
+    assert.equal(zero.TreatMissingData, "breaching");
+  });
+
+  test("failed deployments reach the same topic through EventBridge", () => {
+    const { template, stack } = build();
+    template.hasResourceProperties("AWS::Events::Rule", {
+      EventPattern: Match.objectLike({
+        "detail-type": ["ECS Deployment State Change"],
+        detail: { eventName: ["SERVICE_DEPLOYMENT_FAILED"] },
+      }),
+      Targets: [Match.objectLike({ Arn: { Ref: logicalId(stack, stack.alarms.topic) } })],
+    });
+  });
+
+  test("the alarm topic is encrypted with a rotating key that CloudWatch may use", () => {
+    const { template } = build();
+    template.hasResourceProperties("AWS::SNS::Topic", { KmsMasterKeyId: Match.anyValue() });
+    template.hasResourceProperties("AWS::KMS::Key", {
+      EnableKeyRotation: true,
+      KeyPolicy: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Principal: { Service: "cloudwatch.amazonaws.com" },
+            Action: ["kms:Decrypt", "kms:GenerateDataKey*"],
+          }),
+        ]),
+      },
+    });
+  });
+});
+
+describe("network", () => {
+  test("an existing VPC is imported from ids in context, with no VPC created and nothing looked up", () => {
+    const built = build({
+      vpcId: "vpc-0123",
+      vpcCidr: "10.9.0.0/16",
+      availabilityZones: "eu-west-1a,eu-west-1b",
+      publicSubnetIds: "subnet-pa,subnet-pb",
+      privateSubnetIds: "subnet-a,subnet-b",
+    });
+    built.template.resourceCountIs("AWS::EC2::VPC", 0);
+    built.template.hasResourceProperties("AWS::MSK::ServerlessCluster", {
+      VpcConfigs: [Match.objectLike({ SubnetIds: ["subnet-a", "subnet-b"] })],
+    });
+    built.template.hasResourceProperties("AWS::ECS::Service", {
+      NetworkConfiguration: { AwsvpcConfiguration: Match.objectLike({ Subnets: ["subnet-a", "subnet-b"] }) },
+    });
+    assert.deepEqual(
+      built.stack.node.metadata.filter((entry) => entry.type === "aws:cdk:missing-context"),
+      [],
+    );
+  });
+
+  test("a new VPC has flow logs and a DynamoDB gateway endpoint", () => {
+    const { template } = build();
+    template.hasResourceProperties("AWS::EC2::FlowLog", { TrafficType: "ALL" });
+    template.hasResourceProperties("AWS::EC2::VPCEndpoint", {
+      ServiceName: Match.objectLike({ "Fn::Join": Match.anyValue() }),
+      VpcEndpointType: "Gateway",
+    });
+  });
+});
+
+describe("cdk-nag", () => {
+  const configurations: Record<string, Record<string, unknown>> = {
+    "the default MSK deployment": {},
+    "production with TLS and an existing VPC": {
+      env: "prod",
+      certificateArn: "arn:aws:acm:eu-west-1:111122223333:certificate/abc",
+      adminCertificateArn: "arn:aws:acm:eu-west-1:111122223333:certificate/def",
+      vpcId: "vpc-0123",
+      vpcCidr: "10.9.0.0/16",
+      availabilityZones: "eu-west-1a,eu-west-1b",
+      publicSubnetIds: "subnet-pa,subnet-pb",
+      privateSubnetIds: "subnet-a,subnet-b",
+    },
+    "an external Kafka cluster": external,
+  };
+  for (const [name, context] of Object.entries(configurations)) {
+    test(`the AwsSolutions pack finds nothing unacknowledged in ${name}`, () => {
+      const built = build(context);
+      const report = new AwsSolutionsChecks().validateScope(built.stack);
+      const findings = report.violations.flatMap((violation) =>
+        violation.violatingResources.map((resource) => `${violation.ruleName} at ${resource.constructPath}`),
+      );
+      assert.deepEqual(findings, []);
+    });
+  }
+
+  test("the pack does report what is not acknowledged, such as a security group open to the world", () => {
+    const app = new App();
+    const stack = new Stack(app, "Probe", { env: { region: "eu-west-1" } });
+    const vpc = new ec2.Vpc(stack, "Vpc", { maxAzs: 2, natGateways: 0 });
+    const group = new ec2.SecurityGroup(stack, "Open", { vpc });
+    group.addIngressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(3000));
+    const rules = new AwsSolutionsChecks().validateScope(stack).violations.map((violation) => violation.ruleName);
+    assert.ok(rules.includes("AwsSolutions-EC23"), rules.join(", "));
+  });
+
+  test("every acknowledgement gives a reason of at least one full sentence", () => {
+    const built = build(configurations["production with TLS and an existing VPC"]);
+    const reasons: Record<string, string> = {};
+    const visit = (construct: IConstruct): void => {
+      for (const entry of construct.node.metadata) {
+        if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
+        for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
+          reasons[`${construct.node.path} ${id}`] = reason;
+        }
+      }
+      for (const child of construct.node.children) visit(child);
+    };
+    visit(built.stack);
+    assert.ok(Object.keys(reasons).length >= 8, Object.keys(reasons).join("\n"));
+    for (const [where, reason] of Object.entries(reasons)) {
+      assert.ok(reason.length >= 60 && /[.)]$/.test(reason.trim()), `${where}: ${reason}`);
+    }
+  });
+});
+
+describe("synth", () => {
+  test("the default app builds the image from the repository, staging a context without node_modules or .git", () => {
+    const outdir = mkdtempSync(join(tmpdir(), "tether-cdk-"));
+    try {
+      const { app } = createApp({ context: { env: "assets", region: "eu-west-1" }, outdir, builtinValidation: false });
+      const started = Date.now();
+      app.synth();
+      const elapsed = Date.now() - started;
+      const staged = readdirSync(outdir).filter((name) => name.startsWith("asset."));
+      const image = staged.find((name) => existsSync(join(outdir, name, "Dockerfile")));
+      assert.ok(image, `an image asset among ${staged.join(", ")}`);
+      const entries = readdirSync(join(outdir, image));
+      for (const absent of ["node_modules", ".git", "cdk.out", "dist", "test", "infra"]) {
+        assert.ok(!entries.includes(absent), `${absent} is not in the build context`);
+      }
+      for (const present of ["package.json", "package-lock.json", "shared", "services", "scripts"]) {
+        assert.ok(entries.includes(present), `${present} is in the build context`);
+      }
+      assert.ok(elapsed < 30_000, `synth took ${elapsed} ms`);
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
+  });
+});
