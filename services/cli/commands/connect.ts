@@ -1,7 +1,7 @@
 /** `tether connect`: an interactive session (or a scripted one, with stdin a pipe). */
 
 import { randomBytes } from "node:crypto";
-import { createInterface } from "node:readline";
+import { createInterface, type Interface } from "node:readline";
 import { isTetherRequestError, TetherClient } from "../../../shared/sdk/index.ts";
 import {
   connectionOptions,
@@ -33,8 +33,19 @@ export async function connectCommand(args: readonly string[], io: CliIo): Promis
   const device = stringOption(parsed, "device");
   const deviceId = device === undefined ? randomDeviceId("cli") : deviceIdArgument(device, "--device");
   const interactive = io.stdin.isTTY === true;
-  const out = (text: string): void => writeLine(io.stdout, text);
-  const note = (text: string): void => writeLine(io.stderr, text);
+  // On a terminal, output that arrives while the user types is printed above the prompt line.
+  let rl: Interface | undefined;
+  const print = (stream: NodeJS.WritableStream, text: string): void => {
+    if (rl === undefined || !interactive) {
+      writeLine(stream, text);
+      return;
+    }
+    io.stdout.write("\r\u001b[2K");
+    writeLine(stream, text);
+    rl.prompt(true);
+  };
+  const out = (text: string): void => print(io.stdout, text);
+  const note = (text: string): void => print(io.stderr, text);
 
   const client = new TetherClient({
     host: settings.host,
@@ -82,16 +93,21 @@ export async function connectCommand(args: readonly string[], io: CliIo): Promis
     void work.finally(() => inFlight.delete(work));
   };
 
-  const rl = createInterface({ input: io.stdin, terminal: false });
+  rl = interactive
+    ? createInterface({ input: io.stdin, output: io.stdout, terminal: true, prompt: "> " })
+    : createInterface({ input: io.stdin, terminal: false });
+  const lines = rl;
   const prompt = (): void => {
-    if (interactive) io.stdout.write("> ");
+    if (interactive) lines.prompt();
   };
   let quitting = false;
   prompt();
-  const onAbort = (): void => rl.close();
+  const onAbort = (): void => lines.close();
+  // A terminal in raw mode delivers Ctrl-C to readline, not as a signal.
+  lines.on("SIGINT", onAbort);
   io.signal.addEventListener("abort", onAbort, { once: true });
 
-  for await (const rawLine of rl) {
+  for await (const rawLine of lines) {
     const line = rawLine.trim();
     if (line === "") {
       prompt();
