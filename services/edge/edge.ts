@@ -220,8 +220,17 @@ export class Edge {
   async #slotCount(): Promise<number> {
     const admin = this.#broker.admin();
     try {
-      const partitions = await admin.partitionCount(this.#config.common.names.repliesTopic);
-      return Math.max(1, Math.min(partitions, this.#config.common.maxEdges));
+      // A topic created a moment ago may not be in the metadata yet: retry a little.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const partitions = await admin.partitionCount(this.#config.common.names.repliesTopic);
+          return Math.max(1, Math.min(partitions, this.#config.common.maxEdges));
+        } catch (error) {
+          if (attempt >= 20 || this.#status !== "starting") throw error;
+          this.#log.debug({ err: error, attempt }, "replies topic not visible yet");
+          await sleep(250);
+        }
+      }
     } finally {
       await admin.close();
     }

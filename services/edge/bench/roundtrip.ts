@@ -63,6 +63,7 @@ async function main(): Promise<void> {
     highestTrackableValue: 60_000_000,
     numberOfSignificantValueDigits: 3,
   });
+  const ackHistogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
   let completed = 0;
   let measuring = false;
   const clients: Client[] = [];
@@ -87,6 +88,10 @@ async function main(): Promise<void> {
       while (index !== -1) {
         const line = client.buffer.slice(0, index);
         client.buffer = client.buffer.slice(index + 1);
+        if (measuring && line.startsWith('{"t":"ack"')) {
+          const sentAt = client.sentAt.get(line.slice(17, line.indexOf('"', 17)));
+          if (sentAt !== undefined) ackHistogram.recordValue(Math.max(1, Math.round((performance.now() - sentAt) * 1000)));
+        }
         if (line.startsWith('{"t":"res"')) {
           const id = line.slice(17, line.indexOf('"', 17));
           const sentAt = client.sentAt.get(id);
@@ -136,7 +141,7 @@ async function main(): Promise<void> {
   const elapsed = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuStart);
   if (ticker !== undefined) clearInterval(ticker);
-  const ms = (p: number) => Number((histogram.getValueAtPercentile(p) / 1000).toFixed(2));
+  const ms = (p: number, h = histogram) => Number((h.getValueAtPercentile(p) / 1000).toFixed(2));
   process.stdout.write(
     `${JSON.stringify({
       mode,
@@ -147,6 +152,8 @@ async function main(): Promise<void> {
       p50ms: ms(50),
       p99ms: ms(99),
       maxMs: ms(100),
+      ackP50ms: ms(50, ackHistogram),
+      ackP99ms: ms(99, ackHistogram),
       cpuCores: Number(((cpu.user + cpu.system) / 1e6 / elapsed).toFixed(2)),
     })}\n`,
   );
