@@ -21,6 +21,11 @@ async function main(): Promise<void> {
   const { createBroker, tetherTopics } = await import("../../shared/broker/index.ts");
   const { createRegistry } = await import("../../shared/registry/index.ts");
   const broker = await createBroker(config.common, logger);
+  if (config.common.registry === "dynamodb" && config.common.dynamodb.endpoint !== undefined) {
+    // DynamoDB Local (the local cluster) starts empty; in AWS the stack owns the tables.
+    const { ensureTables } = await import("../../shared/registry/dynamodb/index.ts");
+    await ensureTables({ settings: config.common.dynamodb, names: config.common.names, logger });
+  }
   const registry = await createRegistry(config.common, logger);
 
   // Topics are created here, not only by a deploy step: the reply slot consumer needs `replies`

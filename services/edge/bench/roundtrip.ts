@@ -63,7 +63,11 @@ async function main(): Promise<void> {
     highestTrackableValue: 60_000_000,
     numberOfSignificantValueDigits: 3,
   });
-  const ackHistogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  const ackHistogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 60_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
   let completed = 0;
   let measuring = false;
   const clients: Client[] = [];
@@ -90,7 +94,8 @@ async function main(): Promise<void> {
         client.buffer = client.buffer.slice(index + 1);
         if (measuring && line.startsWith('{"t":"ack"')) {
           const sentAt = client.sentAt.get(line.slice(17, line.indexOf('"', 17)));
-          if (sentAt !== undefined) ackHistogram.recordValue(Math.max(1, Math.round((performance.now() - sentAt) * 1000)));
+          if (sentAt !== undefined)
+            ackHistogram.recordValue(Math.max(1, Math.round((performance.now() - sentAt) * 1000)));
         }
         if (line.startsWith('{"t":"res"')) {
           const id = line.slice(17, line.indexOf('"', 17));

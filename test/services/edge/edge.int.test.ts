@@ -5,6 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { edgeConfigForTests } from "../../../services/edge/config.ts";
+import { createEdge, type Edge } from "../../../services/edge/edge.ts";
+import { createWorker, readWorkerConfig, type Worker } from "../../../services/worker/index.ts";
 import { createAuthenticator } from "../../../shared/auth/index.ts";
 import { tetherTopics } from "../../../shared/broker/index.ts";
 import { createKafkaBroker } from "../../../shared/broker/kafka/index.ts";
@@ -13,9 +16,6 @@ import { type CommonConfig, resourceNames } from "../../../shared/config/index.t
 import { silentLogger } from "../../../shared/log/index.ts";
 import { createDynamoRegistry, ensureTables } from "../../../shared/registry/dynamodb/index.ts";
 import type { Registry } from "../../../shared/registry/types.ts";
-import { edgeConfigForTests } from "../../../services/edge/config.ts";
-import { createEdge, type Edge } from "../../../services/edge/edge.ts";
-import { createWorker, readWorkerConfig, type Worker } from "../../../services/worker/index.ts";
 import { uniquePrefix, useLocalCluster } from "../../harness/index.ts";
 import { Device } from "./helpers.ts";
 
