@@ -1,0 +1,680 @@
+/**
+ * The DynamoDB adapter of the registry port, on the low-level `@aws-sdk/client-dynamodb`
+ * client. The only module of the project that imports the AWS SDK for DynamoDB.
+ *
+ * Tables (names from {@link ResourceNames}):
+ * - connections: pk `deviceId`; GSI `byEdge` on `edgeId`. A released connection keeps its row
+ *   as a tombstone holding only `deviceId` and `epoch`, so the epoch keeps going up.
+ * - edges: pk `slot` (number); one lease per slot.
+ * - outbox: pk `deviceId`, sk `messageId`; `expiresAt` in epoch seconds for DynamoDB's TTL,
+ *   `expiresAtMs` exact.
+ */
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import {
+  type AttributeValue,
+  CreateTableCommand,
+  DeleteItemCommand,
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  QueryCommand,
+  ScanCommand,
+  UpdateItemCommand,
+  UpdateTimeToLiveCommand,
+} from "@aws-sdk/client-dynamodb";
+import type { DynamoDbSettings, ResourceNames } from "../../config/index.ts";
+import { type ErrorCode, isTetherError, TetherError } from "../../errors/index.ts";
+import type { Logger } from "../../log/index.ts";
+import type {
+  ClaimResult,
+  ConnectionClaim,
+  ConnectionRecord,
+  ConnectionStore,
+  LeaseStore,
+  OutboxEntry,
+  OutboxStore,
+  Page,
+  Registry,
+  SlotLease,
+} from "../types.ts";
+
+/** Name of the GSI on `connections` that lists one edge's devices (the CDK stack uses the same). */
+export const byEdgeIndex = "byEdge";
+
+export interface DynamoRegistryOptions {
+  readonly settings: DynamoDbSettings;
+  readonly names: ResourceNames;
+  readonly logger: Logger;
+  /** Bound of one HTTP attempt. Default 3000 ms. */
+  readonly requestTimeoutMs?: number;
+  /** SDK attempts per call, the first included. Default 3. */
+  readonly maxAttempts?: number;
+}
+
+type Item = Record<string, AttributeValue>;
+
+const retryableNames = new Set([
+  "ProvisionedThroughputExceededException",
+  "ThrottlingException",
+  "RequestLimitExceeded",
+  "InternalServerError",
+  "InternalFailure",
+  "ServiceUnavailable",
+  "ServiceUnavailableException",
+  "LimitExceededException",
+  "TimeoutError",
+  "RequestTimeout",
+  "RequestTimeoutException",
+  "TransactionInProgressException",
+]);
+
+function errorCodeFor(name: string, status: number | undefined): ErrorCode {
+  if (name === "ConditionalCheckFailedException" || name === "TransactionConflictException") return "conflict";
+  if (name === "ResourceNotFoundException") return "not_found";
+  if (name === "ValidationException" || name === "SerializationException") return "invalid_argument";
+  if (
+    name === "AccessDeniedException" ||
+    name === "UnrecognizedClientException" ||
+    name === "InvalidSignatureException" ||
+    name === "ExpiredTokenException" ||
+    name === "CredentialsProviderError"
+  ) {
+    return "unauthorized";
+  }
+  if (retryableNames.has(name) || status === undefined || status >= 500) return "unavailable";
+  return "internal";
+}
+
+/** Turns an SDK or network error into a TetherError; SDK classes never leave this module. */
+export function dynamoError(what: string, error: unknown): TetherError {
+  if (isTetherError(error)) return error;
+  const failure = error as {
+    name?: unknown;
+    message?: unknown;
+    code?: unknown;
+    $metadata?: { httpStatusCode?: number };
+  };
+  const name = typeof failure?.name === "string" ? failure.name : "Error";
+  const message = typeof failure?.message === "string" ? failure.message : String(error);
+  const status = failure?.$metadata?.httpStatusCode;
+  return new TetherError(errorCodeFor(name, status), `${what}: ${message}`, {
+    cause: error,
+    details: { dynamoError: name, ...(status === undefined ? {} : { status }) },
+  });
+}
+
+function isConditionFailure(error: unknown): boolean {
+  return (error as { name?: unknown })?.name === "ConditionalCheckFailedException";
+}
+
+// Marshalling by hand: the items are small and flat.
+const S = (value: string): AttributeValue => ({ S: value });
+const N = (value: number): AttributeValue => ({ N: String(value) });
+
+function str(item: Item, name: string): string {
+  const value = item[name];
+  if (value === undefined || !("S" in value) || value.S === undefined) {
+    throw new TetherError("internal", `registry row lacks string attribute ${name}`);
+  }
+  return value.S;
+}
+
+function num(item: Item, name: string): number {
+  const value = item[name];
+  if (value === undefined || !("N" in value) || value.N === undefined) {
+    throw new TetherError("internal", `registry row lacks number attribute ${name}`);
+  }
+  return Number(value.N);
+}
+
+function optionalNum(item: Item, name: string): number | undefined {
+  const value = item[name];
+  return value !== undefined && "N" in value && value.N !== undefined ? Number(value.N) : undefined;
+}
+
+function encodeCursor(key: Item): string {
+  return Buffer.from(JSON.stringify(key), "utf8").toString("base64url");
+}
+
+function decodeCursor(cursor: string): Item {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+    if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) return parsed as Item;
+  } catch {
+    // Falls through.
+  }
+  throw new TetherError("invalid_argument", "malformed page cursor");
+}
+
+/** A DynamoDB client tuned for short calls: kept-alive sockets, tight timeouts, few retries. */
+export function createDynamoClient(
+  settings: DynamoDbSettings,
+  options: { requestTimeoutMs?: number; maxAttempts?: number } = {},
+): DynamoDBClient {
+  const agentOptions = { keepAlive: true, keepAliveMsecs: 10_000, maxSockets: 128 };
+  return new DynamoDBClient({
+    region: settings.region,
+    ...(settings.endpoint === undefined
+      ? {}
+      : {
+          endpoint: settings.endpoint,
+          // DynamoDB Local accepts any credentials; none may exist on a developer's machine.
+          credentials: { accessKeyId: "local", secretAccessKey: "local" },
+        }),
+    maxAttempts: options.maxAttempts ?? 3,
+    requestHandler: {
+      httpAgent: new HttpAgent(agentOptions),
+      httpsAgent: new HttpsAgent(agentOptions),
+      connectionTimeout: 1000,
+      requestTimeout: options.requestTimeoutMs ?? 3000,
+    },
+  });
+}
+
+class Guard {
+  closed = false;
+
+  check(): void {
+    if (this.closed) throw new TetherError("closed", "registry is closed");
+  }
+}
+
+function toConnection(item: Item): ConnectionRecord | null {
+  if (item.connId === undefined) return null;
+  return {
+    deviceId: str(item, "deviceId"),
+    edgeId: str(item, "edgeId"),
+    slot: num(item, "slot"),
+    connId: str(item, "connId"),
+    epoch: num(item, "epoch"),
+    connectedAt: num(item, "connectedAt"),
+  };
+}
+
+class DynamoConnectionStore implements ConnectionStore {
+  readonly #client: DynamoDBClient;
+  readonly #table: string;
+  readonly #guard: Guard;
+
+  constructor(client: DynamoDBClient, table: string, guard: Guard) {
+    this.#client = client;
+    this.#table = table;
+    this.#guard = guard;
+  }
+
+  async claim(claim: ConnectionClaim): Promise<ClaimResult> {
+    this.#guard.check();
+    try {
+      // One atomic write: the epoch goes up by one and the replaced row comes back, so racing
+      // claims are serialized by DynamoDB and each sees exactly the one it replaced.
+      const result = await this.#client.send(
+        new UpdateItemCommand({
+          TableName: this.#table,
+          Key: { deviceId: S(claim.deviceId) },
+          UpdateExpression: "SET edgeId = :edge, slot = :slot, connId = :conn, connectedAt = :at ADD epoch :one",
+          ExpressionAttributeValues: {
+            ":edge": S(claim.edgeId),
+            ":slot": N(claim.slot),
+            ":conn": S(claim.connId),
+            ":at": N(claim.connectedAt),
+            ":one": N(1),
+          },
+          ReturnValues: "ALL_OLD",
+        }),
+      );
+      const old = result.Attributes;
+      const epoch = (old === undefined ? 0 : (optionalNum(old, "epoch") ?? 0)) + 1;
+      return {
+        record: {
+          deviceId: claim.deviceId,
+          edgeId: claim.edgeId,
+          slot: claim.slot,
+          connId: claim.connId,
+          epoch,
+          connectedAt: claim.connectedAt,
+        },
+        previous: old === undefined ? null : toConnection(old),
+      };
+    } catch (error) {
+      throw dynamoError("claim connection", error);
+    }
+  }
+
+  async get(deviceId: string): Promise<ConnectionRecord | null> {
+    this.#guard.check();
+    try {
+      const result = await this.#client.send(
+        new GetItemCommand({ TableName: this.#table, Key: { deviceId: S(deviceId) }, ConsistentRead: true }),
+      );
+      return result.Item === undefined ? null : toConnection(result.Item);
+    } catch (error) {
+      throw dynamoError("get connection", error);
+    }
+  }
+
+  async release(deviceId: string, connId: string): Promise<boolean> {
+    this.#guard.check();
+    try {
+      // Keep deviceId and epoch (a tombstone) so the next claim's epoch is still higher.
+      await this.#client.send(
+        new UpdateItemCommand({
+          TableName: this.#table,
+          Key: { deviceId: S(deviceId) },
+          UpdateExpression: "REMOVE edgeId, slot, connId, connectedAt",
+          ConditionExpression: "connId = :conn",
+          ExpressionAttributeValues: { ":conn": S(connId) },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw dynamoError("release connection", error);
+    }
+  }
+
+  async listByEdge(edgeId: string, options: { limit?: number; cursor?: string } = {}): Promise<Page<ConnectionRecord>> {
+    this.#guard.check();
+    const limit = options.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new TetherError("invalid_argument", "page limit must be a positive whole number");
+    }
+    const start = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
+    try {
+      const result = await this.#client.send(
+        new QueryCommand({
+          TableName: this.#table,
+          IndexName: byEdgeIndex,
+          KeyConditionExpression: "edgeId = :edge",
+          ExpressionAttributeValues: { ":edge": S(edgeId) },
+          Limit: limit,
+          ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+        }),
+      );
+      const items = (result.Items ?? []).map(toConnection).filter((record) => record !== null);
+      const next = result.LastEvaluatedKey;
+      return next === undefined ? { items } : { items, cursor: encodeCursor(next) };
+    } catch (error) {
+      throw dynamoError("list connections of an edge", error);
+    }
+  }
+}
+
+function toLease(item: Item): SlotLease {
+  const connections = optionalNum(item, "connections");
+  return {
+    slot: num(item, "slot"),
+    edgeId: str(item, "edgeId"),
+    host: str(item, "host"),
+    startedAt: num(item, "startedAt"),
+    leaseUntil: num(item, "leaseUntil"),
+    ...(connections === undefined ? {} : { connections }),
+  };
+}
+
+class DynamoLeaseStore implements LeaseStore {
+  readonly #client: DynamoDBClient;
+  readonly #table: string;
+  readonly #guard: Guard;
+
+  constructor(client: DynamoDBClient, table: string, guard: Guard) {
+    this.#client = client;
+    this.#table = table;
+    this.#guard = guard;
+  }
+
+  async acquire(lease: { slot: number; edgeId: string; host: string; leaseMs: number }): Promise<SlotLease> {
+    this.#guard.check();
+    const now = Date.now();
+    const written: SlotLease = {
+      slot: lease.slot,
+      edgeId: lease.edgeId,
+      host: lease.host,
+      startedAt: now,
+      leaseUntil: now + lease.leaseMs,
+    };
+    try {
+      await this.#client.send(
+        new PutItemCommand({
+          TableName: this.#table,
+          Item: {
+            slot: N(written.slot),
+            edgeId: S(written.edgeId),
+            host: S(written.host),
+            startedAt: N(written.startedAt),
+            leaseUntil: N(written.leaseUntil),
+          },
+          // Free, expired, or already ours.
+          ConditionExpression: "attribute_not_exists(slot) OR leaseUntil <= :now OR edgeId = :me",
+          ExpressionAttributeValues: { ":now": N(now), ":me": S(lease.edgeId) },
+        }),
+      );
+      return written;
+    } catch (error) {
+      if (isConditionFailure(error)) {
+        throw new TetherError("conflict", `slot ${lease.slot} is held by another edge`, {
+          cause: error,
+          details: { slot: lease.slot },
+        });
+      }
+      throw dynamoError("acquire slot lease", error);
+    }
+  }
+
+  async renew(slot: number, edgeId: string, leaseMs: number, connections?: number): Promise<SlotLease> {
+    this.#guard.check();
+    const values: Item = { ":until": N(Date.now() + leaseMs), ":me": S(edgeId) };
+    let update = "SET leaseUntil = :until";
+    if (connections !== undefined) {
+      update += ", connections = :count";
+      values[":count"] = N(connections);
+    }
+    try {
+      const result = await this.#client.send(
+        new UpdateItemCommand({
+          TableName: this.#table,
+          Key: { slot: N(slot) },
+          UpdateExpression: update,
+          ConditionExpression: "edgeId = :me",
+          ExpressionAttributeValues: values,
+          ReturnValues: "ALL_NEW",
+        }),
+      );
+      if (result.Attributes === undefined) throw new TetherError("internal", "renewal returned no row");
+      return toLease(result.Attributes);
+    } catch (error) {
+      if (isConditionFailure(error)) {
+        throw new TetherError("conflict", `slot ${slot} is no longer held by this edge`, {
+          cause: error,
+          details: { slot },
+        });
+      }
+      throw dynamoError("renew slot lease", error);
+    }
+  }
+
+  async release(slot: number, edgeId: string): Promise<void> {
+    this.#guard.check();
+    try {
+      await this.#client.send(
+        new DeleteItemCommand({
+          TableName: this.#table,
+          Key: { slot: N(slot) },
+          ConditionExpression: "edgeId = :me",
+          ExpressionAttributeValues: { ":me": S(edgeId) },
+        }),
+      );
+    } catch (error) {
+      if (isConditionFailure(error)) return;
+      throw dynamoError("release slot lease", error);
+    }
+  }
+
+  async get(slot: number): Promise<SlotLease | null> {
+    this.#guard.check();
+    try {
+      const result = await this.#client.send(
+        new GetItemCommand({ TableName: this.#table, Key: { slot: N(slot) }, ConsistentRead: true }),
+      );
+      return result.Item === undefined ? null : toLease(result.Item);
+    } catch (error) {
+      throw dynamoError("get slot lease", error);
+    }
+  }
+
+  async list(): Promise<readonly SlotLease[]> {
+    this.#guard.check();
+    const leases: SlotLease[] = [];
+    let start: Item | undefined;
+    try {
+      do {
+        const page = await this.#client.send(
+          new ScanCommand({
+            TableName: this.#table,
+            ConsistentRead: true,
+            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+          }),
+        );
+        for (const item of page.Items ?? []) leases.push(toLease(item));
+        start = page.LastEvaluatedKey;
+      } while (start !== undefined);
+    } catch (error) {
+      throw dynamoError("list slot leases", error);
+    }
+    return leases.sort((a, b) => a.slot - b.slot);
+  }
+}
+
+class DynamoOutboxStore implements OutboxStore {
+  readonly #client: DynamoDBClient;
+  readonly #table: string;
+  readonly #guard: Guard;
+
+  constructor(client: DynamoDBClient, table: string, guard: Guard) {
+    this.#client = client;
+    this.#table = table;
+    this.#guard = guard;
+  }
+
+  async put(entry: OutboxEntry): Promise<void> {
+    this.#guard.check();
+    try {
+      await this.#client.send(
+        new PutItemCommand({
+          TableName: this.#table,
+          Item: {
+            deviceId: S(entry.deviceId),
+            messageId: S(entry.messageId),
+            frame: S(entry.frame),
+            createdAt: N(entry.createdAt),
+            // DynamoDB's TTL reads epoch seconds; round up so nothing is removed early.
+            expiresAt: N(Math.ceil(entry.expiresAt / 1000)),
+            expiresAtMs: N(entry.expiresAt),
+          },
+        }),
+      );
+    } catch (error) {
+      throw dynamoError("store outbox entry", error);
+    }
+  }
+
+  async list(deviceId: string, limit?: number): Promise<readonly OutboxEntry[]> {
+    this.#guard.check();
+    const now = Date.now();
+    const entries: OutboxEntry[] = [];
+    let start: Item | undefined;
+    try {
+      do {
+        // TTL deletes lazily (within days), so expired rows are filtered here.
+        const page = await this.#client.send(
+          new QueryCommand({
+            TableName: this.#table,
+            KeyConditionExpression: "deviceId = :device",
+            FilterExpression: "expiresAtMs > :now",
+            ExpressionAttributeValues: { ":device": S(deviceId), ":now": N(now) },
+            ConsistentRead: true,
+            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+          }),
+        );
+        for (const item of page.Items ?? []) {
+          entries.push({
+            deviceId: str(item, "deviceId"),
+            messageId: str(item, "messageId"),
+            frame: str(item, "frame"),
+            createdAt: num(item, "createdAt"),
+            expiresAt: num(item, "expiresAtMs"),
+          });
+        }
+        start = page.LastEvaluatedKey;
+      } while (start !== undefined);
+    } catch (error) {
+      throw dynamoError("list outbox", error);
+    }
+    entries.sort(
+      (a, b) => a.createdAt - b.createdAt || (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0),
+    );
+    return limit === undefined ? entries : entries.slice(0, Math.max(0, limit));
+  }
+
+  async delete(deviceId: string, messageId: string): Promise<void> {
+    this.#guard.check();
+    try {
+      await this.#client.send(
+        new DeleteItemCommand({
+          TableName: this.#table,
+          Key: { deviceId: S(deviceId), messageId: S(messageId) },
+        }),
+      );
+    } catch (error) {
+      throw dynamoError("delete outbox entry", error);
+    }
+  }
+}
+
+/** The registry on DynamoDB. */
+export class DynamoRegistry implements Registry {
+  readonly kind = "dynamodb" as const;
+  readonly connections: ConnectionStore;
+  readonly leases: LeaseStore;
+  readonly outbox: OutboxStore;
+  readonly #client: DynamoDBClient;
+  readonly #names: ResourceNames;
+  readonly #guard = new Guard();
+
+  constructor(options: DynamoRegistryOptions) {
+    this.#client = createDynamoClient(options.settings, options);
+    this.#names = options.names;
+    this.connections = new DynamoConnectionStore(this.#client, options.names.connectionsTable, this.#guard);
+    this.leases = new DynamoLeaseStore(this.#client, options.names.edgesTable, this.#guard);
+    this.outbox = new DynamoOutboxStore(this.#client, options.names.outboxTable, this.#guard);
+  }
+
+  async ping(): Promise<void> {
+    this.#guard.check();
+    try {
+      await this.#client.send(new DescribeTableCommand({ TableName: this.#names.edgesTable }));
+    } catch (error) {
+      const failure = dynamoError("ping", error);
+      throw failure.code === "unavailable"
+        ? failure
+        : new TetherError("unavailable", failure.message, { cause: failure.cause, details: failure.details });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#guard.closed) return;
+    this.#guard.closed = true;
+    this.#client.destroy();
+  }
+}
+
+/** Creates the registry; no call is made until it is used. */
+export function createDynamoRegistry(options: DynamoRegistryOptions): DynamoRegistry {
+  return new DynamoRegistry(options);
+}
+
+export interface EnsureTablesOptions {
+  readonly settings: DynamoDbSettings;
+  readonly names: ResourceNames;
+  readonly logger: Logger;
+  /** Bound for every table to become ACTIVE. Default 60 s. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Creates the three registry tables when missing (on demand, GSI `byEdge`, TTL on `expiresAt`)
+ * and waits until they are ACTIVE. Idempotent. In AWS the CDK stack owns the tables; this is
+ * for DynamoDB Local and tests.
+ */
+export async function ensureTables(options: EnsureTablesOptions): Promise<void> {
+  const { names, logger } = options;
+  const client = createDynamoClient(options.settings, { requestTimeoutMs: 10_000 });
+  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+  const tables = [
+    {
+      TableName: names.connectionsTable,
+      AttributeDefinitions: [
+        { AttributeName: "deviceId", AttributeType: "S" as const },
+        { AttributeName: "edgeId", AttributeType: "S" as const },
+      ],
+      KeySchema: [{ AttributeName: "deviceId", KeyType: "HASH" as const }],
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: byEdgeIndex,
+          KeySchema: [{ AttributeName: "edgeId", KeyType: "HASH" as const }],
+          Projection: { ProjectionType: "ALL" as const },
+        },
+      ],
+    },
+    {
+      TableName: names.edgesTable,
+      AttributeDefinitions: [{ AttributeName: "slot", AttributeType: "N" as const }],
+      KeySchema: [{ AttributeName: "slot", KeyType: "HASH" as const }],
+    },
+    {
+      TableName: names.outboxTable,
+      AttributeDefinitions: [
+        { AttributeName: "deviceId", AttributeType: "S" as const },
+        { AttributeName: "messageId", AttributeType: "S" as const },
+      ],
+      KeySchema: [
+        { AttributeName: "deviceId", KeyType: "HASH" as const },
+        { AttributeName: "messageId", KeyType: "RANGE" as const },
+      ],
+    },
+  ];
+  try {
+    await Promise.all(
+      tables.map(async (table) => {
+        try {
+          await client.send(new CreateTableCommand({ ...table, BillingMode: "PAY_PER_REQUEST" }));
+          logger.info({ table: table.TableName }, "DynamoDB table created");
+        } catch (error) {
+          if ((error as { name?: unknown })?.name !== "ResourceInUseException") {
+            throw dynamoError(`create table ${table.TableName}`, error);
+          }
+        }
+        await waitActive(client, table.TableName, deadline);
+        await ensureTtl(client, table.TableName);
+      }),
+    );
+  } finally {
+    client.destroy();
+  }
+}
+
+async function waitActive(client: DynamoDBClient, table: string, deadline: number): Promise<void> {
+  for (;;) {
+    try {
+      const described = await client.send(new DescribeTableCommand({ TableName: table }));
+      const indexesReady = (described.Table?.GlobalSecondaryIndexes ?? []).every((i) => i.IndexStatus === "ACTIVE");
+      if (described.Table?.TableStatus === "ACTIVE" && indexesReady) return;
+    } catch (error) {
+      if ((error as { name?: unknown })?.name !== "ResourceNotFoundException") {
+        throw dynamoError(`describe table ${table}`, error);
+      }
+    }
+    if (Date.now() > deadline) throw new TetherError("timeout", `table ${table} did not become ACTIVE in time`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function ensureTtl(client: DynamoDBClient, table: string): Promise<void> {
+  try {
+    const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: table }));
+    const status = ttl.TimeToLiveDescription?.TimeToLiveStatus;
+    if (status === "ENABLED" || status === "ENABLING") return;
+    await client.send(
+      new UpdateTimeToLiveCommand({
+        TableName: table,
+        TimeToLiveSpecification: { AttributeName: "expiresAt", Enabled: true },
+      }),
+    );
+  } catch (error) {
+    // Enabling twice at once answers "already enabled": the goal is met.
+    if ((error as { name?: unknown })?.name === "ValidationException") return;
+    throw dynamoError(`enable TTL on ${table}`, error);
+  }
+}
