@@ -70,6 +70,7 @@ mkdirSync(outdir, { recursive: true });
 if (present.length === 0) {
   process.stderr.write("warning: no service entry points found; dist/ holds only package.json\n");
 } else {
+  // esbuild has already printed its errors (logLevel "warning"); exit without a stack trace.
   const result = await build({
     absWorkingDir: root,
     entryPoints: Object.fromEntries(present.map((service) => [service.name, service.entry])),
@@ -86,6 +87,9 @@ if (present.length === 0) {
     metafile: true,
     logLevel: "warning",
     legalComments: "linked",
+  }).catch(() => {
+    process.stderr.write("build failed\n");
+    process.exit(1);
   });
   for (const file of Object.keys(result.metafile.outputs)) {
     if (!file.endsWith(".mjs")) continue;

@@ -88,6 +88,11 @@ export function drainTimings(drainMs: number): DrainTimings {
   return { deregistrationDelay: Duration.seconds(10), stopTimeout: Duration.seconds(stopSeconds) };
 }
 
+/** Context values that cannot make a deployment; the message names every one. */
+export class InvalidContextError extends Error {
+  override readonly name = "InvalidContextError";
+}
+
 /** Reads context values, as strings from `-c key=value` or as JSON from cdk.json. */
 export type ContextReader = (key: string) => unknown;
 
@@ -206,7 +211,7 @@ export function settingsFromContext(read: ContextReader): TetherSettings {
   const edgeDesired = int("edgeDesiredCount", edgeMin, 1, 4096);
   if (edgeMax * 2 > maxEdges) {
     problems.push(
-      `edgeMaxCount ${edgeMax} needs ${edgeMax * 2} slots during a deployment (200% maximum healthy); raise maxEdges above ${maxEdges} or lower edgeMaxCount`,
+      `edgeMaxCount ${edgeMax} needs ${edgeMax * 2} slots during a deployment (200% maximum healthy); raise maxEdges from ${maxEdges} to at least ${edgeMax * 2} or lower edgeMaxCount`,
     );
   }
   if (!(edgeMin <= edgeDesired && edgeDesired <= edgeMax)) {
@@ -245,7 +250,7 @@ export function settingsFromContext(read: ContextReader): TetherSettings {
     alarmEmail: str("alarmEmail"),
   };
   if (problems.length > 0) {
-    throw new Error(`invalid context:\n  - ${problems.join("\n  - ")}`);
+    throw new InvalidContextError(`invalid context:\n  - ${problems.join("\n  - ")}`);
   }
   return settings;
 }
