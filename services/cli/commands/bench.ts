@@ -358,18 +358,19 @@ function startProgress(
     lastOk = counters.ok;
     lastAt = now;
     const p99 = histogram.totalCount > 0 ? (histogram.getValueAtPercentile(99) / 1000).toFixed(2) : "-";
-    const stats = `${(elapsed / 1000).toFixed(1)}/${options.durationSec}s  ${formatInt(Math.round(rate))} req/s  ok ${formatInt(counters.ok)}  errors ${formatInt(counters.errors)}  p99 ${p99} ms`;
+    const seconds = `${(elapsed / 1000).toFixed(1)}/${options.durationSec}s`;
+    const stats = `${formatInt(Math.round(rate))} req/s  p99 ${p99} ms  errors ${formatInt(counters.errors)}`;
     if (tty) {
-      const width = 24;
+      const width = 20;
       const filled = Math.round((elapsed / totalMs) * width);
       const bar = `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${String(Math.round((elapsed / totalMs) * 100)).padStart(3)}%`;
-      const text = `${bar}  ${stats}`;
+      const text = `${bar} ${seconds}  ${stats}`;
       const columns = stream.columns ?? 120;
       stream.write(
         `\r${text.slice(0, columns - 1).padEnd(Math.min(columns - 1, text.length + 2))}${final ? "\n" : ""}`,
       );
     } else if (!final) {
-      stream.write(`bench ${stats}\n`);
+      stream.write(`bench ${seconds}  ok ${formatInt(counters.ok)}  ${stats}\n`);
     }
   };
   const timer = setInterval(() => render(false), tty ? 250 : 1000);
