@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { MemoryBroker, murmur2, partitionForKey, toPositive } from "../../../shared/broker/memory/index.ts";
+import type { IncomingMessage } from "../../../shared/broker/types.ts";
 import { hasErrorCode } from "../../../shared/errors/index.ts";
 import { brokerContract, waitUntil } from "./contract.ts";
 
@@ -80,16 +81,21 @@ test("a third member joining takes partitions from the others without losing mes
   const producer = broker.producer();
   t.after(() => producer.close());
   const seen = new Set<string>();
+  let handled = 0;
+  const record = async (m: IncomingMessage): Promise<void> => {
+    handled += 1;
+    seen.add(m.value.toString());
+  };
   const members = [0, 1, 2].map(() => broker.groupConsumer({ groupId: "g", topics: ["t"], concurrency: 3 }));
   for (const member of members) t.after(() => member.close());
-  await members[0]!.start(async (m) => void seen.add(m.value.toString()));
-  await members[1]!.start(async (m) => void seen.add(m.value.toString()));
+  await members[0]!.start(record);
+  await members[1]!.start(record);
   assert.deepEqual(
     members.map((m) => m.assignment().length),
     [3, 3, 0],
   );
   const sends = Array.from({ length: 300 }, (_, i) => producer.send({ topic: "t", key: `k${i}`, value: `v${i}` }));
-  await members[2]!.start(async (m) => void seen.add(m.value.toString()));
+  await members[2]!.start(record);
   assert.deepEqual(
     members.map((m) => m.assignment().length),
     [2, 2, 2],
@@ -98,6 +104,7 @@ test("a third member joining takes partitions from the others without losing mes
   assert.equal(all.size, 6);
   await Promise.all(sends);
   await waitUntil("every message", () => seen.size === 300, 5_000);
+  assert.equal(handled, 300, "partitions move with their commits, so nothing is handled twice");
 });
 
 test("a group member subscribed before its topic exists gets the partitions once it is created", async (t) => {
