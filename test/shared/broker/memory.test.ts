@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { createBroker } from "../../../shared/broker/index.ts";
 import { MemoryBroker, murmur2, partitionForKey, toPositive } from "../../../shared/broker/memory/index.ts";
 import type { IncomingMessage } from "../../../shared/broker/types.ts";
+import { ConfigReader, readCommonConfig } from "../../../shared/config/index.ts";
 import { hasErrorCode } from "../../../shared/errors/index.ts";
+import { silentLogger } from "../../../shared/log/index.ts";
 import { brokerContract, waitUntil } from "./contract.ts";
 
 brokerContract("memory", async () => ({ broker: new MemoryBroker(), prefix: "", settleMs: 50, waitMs: 5_000 }), {
@@ -234,4 +237,15 @@ test("a member stuck in a handler does not hold a rebalance past its timeout", a
   await second.start(async (m) => void values.push(m.value.toString()));
   assert.equal(second.assignment().length, 1);
   await waitUntil("the moved partition's message", () => values.length === 1, 5_000);
+});
+
+test("the broker factory picks the adapter the configuration names", async () => {
+  const memory = readCommonConfig(new ConfigReader({}), "test");
+  assert.equal((await createBroker(memory, silentLogger())).kind, "memory");
+  const kafka = readCommonConfig(
+    new ConfigReader({ TETHER_BROKER: "kafka", TETHER_KAFKA_BROKERS: "127.0.0.1:1" }),
+    "test",
+  );
+  // Making the Kafka broker connects nothing, so no broker needs to listen here.
+  assert.equal((await createBroker(kafka, silentLogger())).kind, "kafka");
 });

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { ConfigReader, readCommonConfig } from "../../../shared/config/index.ts";
 import { hasErrorCode } from "../../../shared/errors/index.ts";
+import { silentLogger } from "../../../shared/log/index.ts";
+import { createRegistry } from "../../../shared/registry/index.ts";
 import { MemoryRegistry } from "../../../shared/registry/memory/index.ts";
 import { registryContract } from "./contract.ts";
 
@@ -67,4 +70,18 @@ test("outbox entries handed out are copies the caller cannot use to change the s
   (listed as { frame: string }).frame = "changed after list";
   assert.equal((await registry.outbox.list("d"))[0]?.frame, "{}");
   await registry.close();
+});
+
+test("the registry factory picks the adapter the configuration names", async () => {
+  const memory = readCommonConfig(new ConfigReader({}), "test");
+  const registry = await createRegistry(memory, silentLogger());
+  assert.equal(registry.kind, "memory");
+  await registry.close();
+  const dynamodb = readCommonConfig(
+    new ConfigReader({ TETHER_REGISTRY: "dynamodb", TETHER_DYNAMODB_ENDPOINT: "http://127.0.0.1:1" }),
+    "test",
+  );
+  const remote = await createRegistry(dynamodb, silentLogger());
+  assert.equal(remote.kind, "dynamodb");
+  await remote.close();
 });
