@@ -2,6 +2,7 @@
 
 import type { AddressInfo } from "node:net";
 import { createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import {
   type ClientFrame,
   encodeFrame,
@@ -26,6 +27,8 @@ export interface FakeEdgeOptions {
   readonly onFrame?: FrameHandler;
   readonly heartbeatMs?: number;
   readonly maxFrameBytes?: number;
+  /** Serve TLS with this key and certificate (PEM). */
+  readonly tls?: { readonly key: string; readonly cert: string };
 }
 
 /** The default behaviour: welcome on hello, ack and echo the body on req, pong on ping. */
@@ -60,7 +63,10 @@ export class FakeEdge {
 
   constructor(options: FakeEdgeOptions = {}) {
     this.onFrame = options.onFrame ?? defaultBehaviour(options.heartbeatMs, options.maxFrameBytes);
-    this.#server = createServer((socket) => this.#accept(socket));
+    this.#server =
+      options.tls === undefined
+        ? createServer((socket) => this.#accept(socket))
+        : createTlsServer({ key: options.tls.key, cert: options.tls.cert }, (socket) => this.#accept(socket));
   }
 
   async listen(): Promise<number> {

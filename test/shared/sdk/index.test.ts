@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -382,5 +386,28 @@ describe("TetherClient", () => {
     assert.equal((errors[0] as TetherRequestError).code, "unknown_frame");
     assert.equal((errors[1] as TetherRequestError).code, "bad_frame");
     assert.equal(c.status, "open");
+  });
+
+  it("connects over TLS, checking the certificate against the CA it is given", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "tether-tls-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    execFileSync(
+      "openssl",
+      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+        .concat(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .concat(["-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")]),
+      { stdio: "ignore" },
+    );
+    const key = readFileSync(join(dir, "key.pem"), "utf8");
+    const cert = readFileSync(join(dir, "cert.pem"), "utf8");
+    const edge = await startEdge(t, new FakeEdge({ tls: { key, cert } }));
+    const trusted = client(t, edge, { host: "localhost", tls: { ca: cert } });
+    await trusted.connect();
+    assert.equal(await trusted.request("echo", "over tls"), "over tls");
+
+    const untrusted = client(t, edge, { host: "localhost", tls: true, reconnect: false });
+    const error = await rejection(untrusted.connect());
+    assert.equal(error.code, "connect_failed");
+    assert.match(error.message, /certificate/i);
   });
 });
