@@ -92,6 +92,20 @@ export class KafkaAdmin implements BrokerAdmin {
             }),
         ),
       );
+      // CreateTopics answers once the controller has the topic; brokers learn of it a moment
+      // later. Callers produce right away, so wait until every topic is visible.
+      const deadline = Date.now() + opTimeoutMs;
+      for (const spec of topics) {
+        for (;;) {
+          try {
+            await this.#partitionCount(admin, spec.name);
+            break;
+          } catch (error) {
+            if (!(error instanceof TetherError && error.code === "not_found") || Date.now() > deadline) throw error;
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+        }
+      }
     });
   }
 

@@ -1,0 +1,59 @@
+/** Smoke test of the DynamoDB adapter's conditional writes against DynamoDB Local. */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { hasErrorCode, isTetherError } from "../../../shared/errors/index.ts";
+import { silentLogger } from "../../../shared/log/index.ts";
+import { ensureTables } from "../../../shared/registry/dynamodb/index.ts";
+import { createTestAdapters, type TestAdapters, uniquePrefix } from "../../harness/index.ts";
+
+describe("DynamoDB adapter on DynamoDB Local", () => {
+  let adapters: TestAdapters;
+
+  before(async () => {
+    adapters = await createTestAdapters(uniquePrefix());
+  });
+
+  after(async () => {
+    await adapters?.close();
+  });
+
+  test("creating the tables again changes nothing and succeeds", async () => {
+    await ensureTables({ settings: adapters.dynamodb, names: adapters.names, logger: silentLogger() });
+    await adapters.registry.ping();
+  });
+
+  test("refuses a second edge the live lease of a slot with TetherError conflict", async () => {
+    const { leases } = adapters.registry;
+    const held = await leases.acquire({ slot: 7, edgeId: "edge-a", host: "10.0.0.1", leaseMs: 30_000 });
+    assert.equal(held.edgeId, "edge-a");
+    const error = await leases.acquire({ slot: 7, edgeId: "edge-b", host: "10.0.0.2", leaseMs: 30_000 }).then(
+      () => assert.fail("the second edge got the lease"),
+      (failure: unknown) => failure,
+    );
+    assert.ok(isTetherError(error), "a TetherError, not an SDK error");
+    assert.equal(error.code, "conflict");
+    assert.equal((await leases.get(7))?.edgeId, "edge-a");
+    await assert.rejects(leases.renew(7, "edge-b", 30_000), (failure) => hasErrorCode(failure, "conflict"));
+  });
+
+  test("bumps a device's epoch on every claim and hands back the replaced owner", async () => {
+    const { connections } = adapters.registry;
+    const claim = { deviceId: "dev-1", edgeId: "edge-a", slot: 1, connectedAt: Date.now() };
+    const first = await connections.claim({ ...claim, connId: "c1" });
+    const second = await connections.claim({ ...claim, edgeId: "edge-b", slot: 2, connId: "c2" });
+    assert.equal(first.previous, null);
+    assert.equal(second.record.epoch, first.record.epoch + 1);
+    assert.deepEqual(second.previous, first.record);
+  });
+
+  test("releases a connection only while it still names the caller's connId", async () => {
+    const { connections } = adapters.registry;
+    const claim = { deviceId: "dev-2", edgeId: "edge-a", slot: 1, connectedAt: Date.now() };
+    await connections.claim({ ...claim, connId: "old" });
+    await connections.claim({ ...claim, connId: "new" });
+    assert.equal(await connections.release("dev-2", "old"), false);
+    assert.equal((await connections.get("dev-2"))?.connId, "new");
+    assert.equal(await connections.release("dev-2", "new"), true);
+    assert.equal(await connections.get("dev-2"), null);
+  });
+});
