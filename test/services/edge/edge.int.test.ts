@@ -22,7 +22,7 @@ import { Device } from "./helpers.ts";
 const MAX_EDGES = 4;
 const logger = silentLogger();
 
-describe("edges on real Kafka and DynamoDB", { timeout: 60_000 }, () => {
+describe("edges on real Kafka and DynamoDB", () => {
   let common: CommonConfig;
   let broker: Broker;
   let registry: Registry;

@@ -129,9 +129,9 @@ export class Device {
     clearTimeout(timer);
   }
 
-  async hello(deviceId: string, token?: string): Promise<Frame> {
+  async hello(deviceId: string, token?: string, timeoutMs?: number): Promise<Frame> {
     this.send(token === undefined ? { t: "hello", v: 1, deviceId } : { t: "hello", v: 1, deviceId, token });
-    return this.next((frame) => frame.t === "welcome" || frame.t === "error");
+    return this.next((frame) => frame.t === "welcome" || frame.t === "error", timeoutMs);
   }
 
   close(): void {
