@@ -55,6 +55,11 @@ async function main(): Promise<void> {
   } finally {
     await admin.close();
   }
+  if (config.registry === "dynamodb" && config.dynamodb.endpoint !== undefined) {
+    // Against DynamoDB Local the services create the registry tables; in AWS the stack owns them.
+    const { ensureTables } = await import("../../shared/registry/dynamodb/index.ts");
+    await ensureTables({ settings: config.dynamodb, names: config.names, logger });
+  }
   const registry = await createRegistry(config, logger);
   const kv = await openKvStore(config, logger);
   const worker = createWorker({ config, logger, broker, registry });
