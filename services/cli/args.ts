@@ -1,6 +1,7 @@
 /** Argument parsing shared by the commands. */
 
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { SignJWT } from "jose";
 import { hmacToken } from "../../shared/auth/index.ts";
@@ -88,13 +89,14 @@ export const connectionOptions: Options = {
   auth: { type: "string" },
   tls: { type: "boolean" },
   "tls-insecure": { type: "boolean" },
+  "tls-ca": { type: "string" },
   timeout: { type: "string" },
 };
 
 export interface ConnectionSettings {
   readonly host: string;
   readonly port: number;
-  readonly tls: boolean | { readonly rejectUnauthorized: false };
+  readonly tls: boolean | { readonly rejectUnauthorized: false } | { readonly ca: string };
   readonly timeoutMs: number;
   /** Gives the token for a device: `--token`, or minted from the secret, or none. */
   readonly tokenFor: (deviceId: string) => Promise<string | undefined>;
@@ -110,7 +112,19 @@ export function connectionSettings(parsed: Parsed, io: CliIo, timeoutFallbackMs 
   const port = parseIntStrict(portRaw, "--port", 1, 65535);
   const timeoutMs = intOption(parsed, "timeout", timeoutFallbackMs, 1, 3_600_000);
   const insecure = flag(parsed, "tls-insecure");
-  const tls = insecure ? { rejectUnauthorized: false as const } : flag(parsed, "tls");
+  const caFile = stringOption(parsed, "tls-ca");
+  let tls: ConnectionSettings["tls"] = flag(parsed, "tls");
+  if (insecure) {
+    tls = { rejectUnauthorized: false };
+  } else if (caFile !== undefined) {
+    try {
+      tls = { ca: readFileSync(caFile, "utf8") };
+    } catch (error) {
+      throw new UsageError(
+        `--tls-ca: cannot read ${caFile}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  }
   const token = stringOption(parsed, "token");
   const secret = stringOption(parsed, "secret") ?? io.env.TETHER_AUTH_SECRET;
   const authRaw = stringOption(parsed, "auth") ?? io.env.TETHER_AUTH_MODE;

@@ -13,7 +13,8 @@ const connectionHelp = `connection options (connect, send, bench):
   --token T         token to send in hello
   --secret S        mint the token from this secret (default TETHER_AUTH_SECRET)
   --auth MODE       hmac (default when a secret is known), jwt (HS256) or none
-  --tls             connect with TLS; --tls-insecure also skips certificate checks
+  --tls             connect with TLS; --tls-ca FILE trusts that CA (PEM);
+                    --tls-insecure skips certificate checks
   --timeout MS      request and connect timeout`;
 
 export const usage = `usage: tether <command> [options]

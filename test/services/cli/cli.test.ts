@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createAuthenticator, hmacToken } from "../../../shared/auth/index.ts";
@@ -135,6 +138,31 @@ describe("tether send", () => {
     assert.equal(run.code, 1);
     assert.equal(run.stdout, "");
     assert.match(run.stderr, /error unknown_type: no handler/);
+  });
+
+  it("connects over TLS trusting the CA file given with --tls-ca", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "tether-cli-tls-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const certFile = join(dir, "cert.pem");
+    execFileSync(
+      "openssl",
+      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+        .concat(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .concat(["-keyout", join(dir, "key.pem"), "-out", certFile]),
+      { stdio: "ignore" },
+    );
+    const edge = new FakeEdge({
+      tls: { key: readFileSync(join(dir, "key.pem"), "utf8"), cert: readFileSync(certFile, "utf8") },
+    });
+    await edge.listen();
+    t.after(() => edge.close());
+    const port = String(edge.port);
+    const ok = await tether(["send", "echo", '"secure"', "--host", "localhost", "--port", port, "--tls-ca", certFile]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, '"secure"\n');
+    const untrusted = await tether(["send", "echo", "1", "--host", "localhost", "--port", port, "--tls"]);
+    assert.equal(untrusted.code, 1);
+    assert.match(untrusted.stderr, /certificate/i);
   });
 
   it("exits with 1 when nothing listens and with 2 on a body that is not JSON", async () => {
