@@ -145,9 +145,10 @@ export class EdgeService extends Construct {
       );
     }
     for (const cidr of props.deviceCidrs) {
-      lbSecurityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(DEVICE_PORT), "devices, TCP");
+      const peer = cidr.includes(":") ? ec2.Peer.ipv6(cidr) : ec2.Peer.ipv4(cidr);
+      lbSecurityGroup.addIngressRule(peer, ec2.Port.tcp(DEVICE_PORT), "devices, TCP");
       if (props.certificateArn !== undefined) {
-        lbSecurityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(DEVICE_TLS_PORT), "devices, TLS");
+        lbSecurityGroup.addIngressRule(peer, ec2.Port.tcp(DEVICE_TLS_PORT), "devices, TLS");
       }
     }
     this.securityGroup = new ec2.SecurityGroup(this, "SecurityGroup", {

@@ -170,6 +170,17 @@ describe("device listeners and ports", () => {
     template.hasOutput("DeviceTlsEndpoint", {});
   });
 
+  test("deviceCidrs narrows who may reach the device listener", () => {
+    const { template } = build({ deviceCidrs: "203.0.113.0/24,2001:db8::/32" });
+    template.hasResourceProperties("AWS::EC2::SecurityGroup", {
+      GroupDescription: "Tether device listeners (public)",
+      SecurityGroupIngress: [
+        Match.objectLike({ CidrIp: "203.0.113.0/24", FromPort: 3000 }),
+        Match.objectLike({ CidrIpv6: "2001:db8::/32", FromPort: 3000 }),
+      ],
+    });
+  });
+
   test("the NLB health check asks the edge's /readyz on its HTTP port 9090, which the NLB may reach", () => {
     const { template, stack } = build();
     template.hasResourceProperties("AWS::ElasticLoadBalancingV2::TargetGroup", {
