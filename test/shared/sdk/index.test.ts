@@ -36,7 +36,7 @@ function client(t: TestContext, edge: FakeEdge, options: Partial<TetherClientOpt
   return c;
 }
 
-async function until(condition: () => boolean, timeoutMs = 3000): Promise<void> {
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error("condition not met in time");
@@ -201,7 +201,7 @@ describe("TetherClient", () => {
     const second = await edge.nextConnection(1);
     const waited = Date.now() - byeAt;
     assert.ok(second);
-    assert.ok(waited >= 280 && waited < 1500, `waited ${waited} ms`);
+    assert.ok(waited >= 280 && waited < 4000, `waited ${waited} ms`);
     assert.equal(events[0]?.reason, "draining");
     assert.equal(events[0]?.retryInMs, 300);
     assert.notEqual((await c.connect()).connId, first.connId);
@@ -343,7 +343,7 @@ describe("TetherClient", () => {
     await c.connect();
     const rtt = await c.ping();
     assert.ok(rtt >= 0 && rtt < 1000);
-    await until(() => edge.received("ping").length >= 3, 2000);
+    await until(() => edge.received("ping").length >= 3);
   });
 
   it("reconnects when the edge falls silent for two heartbeats", async (t) => {
@@ -355,7 +355,7 @@ describe("TetherClient", () => {
     const reasons: string[] = [];
     c.on("disconnected", (info) => reasons.push(info.reason));
     await c.connect();
-    await until(() => edge.connections.length >= 2, 3000);
+    await until(() => edge.connections.length >= 2);
     assert.equal(reasons[0], "heartbeat_timeout");
   });
 
