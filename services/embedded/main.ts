@@ -51,7 +51,7 @@ async function main(): Promise<void> {
   }
   const { edge: edgeConfig, worker: workerConfig, admin: adminConfig } = configs;
   const logger = createLogger({ name: "tether", level: edgeConfig.common.logLevel });
-  const broker = new MemoryBroker();
+  const broker = new MemoryBroker({ logger: logger.child({ component: "broker" }) });
   const registry = new MemoryRegistry();
   const admin = broker.admin();
   await admin.ensureTopics(tetherTopics({ names: edgeConfig.common.names, maxEdges: edgeConfig.common.maxEdges }));
