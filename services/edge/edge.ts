@@ -58,6 +58,8 @@ const CLOSE_GRACE_MS = 2000;
 const AWAIT_FORGET_MS = 60 * 60 * 1000;
 /** Concurrent reply handlers; replies of one device stay in order (keyed by deviceId). */
 const REPLY_CONCURRENCY = 64;
+/** Registry writes nobody waits for (releases, outbox deletes) running at once. */
+const BACKGROUND_CONCURRENCY = 16;
 const NEWLINE = Buffer.from("\n");
 const ERROR_PREFIX = Buffer.from('{"t":"error"');
 
@@ -107,6 +109,8 @@ export class Edge {
   readonly #awaiting = new Map<string, number>();
   readonly #producerPaused = new Set<Connection>();
   #corked: Connection[] = [];
+  readonly #backgroundQueue: Array<() => Promise<void>> = [];
+  #backgroundRunning = 0;
   #flushScheduled = false;
 
   constructor(deps: EdgeDeps) {
@@ -493,8 +497,39 @@ export class Edge {
   }
 
   #releaseRecord(deviceId: string, connId: string): void {
-    this.#registry.connections.release(deviceId, connId).catch((error: unknown) => {
-      this.#log.warn({ err: error, deviceId, connId }, "ownership release failed; the record dies with the lease");
+    this.#background(() =>
+      this.#registry.connections.release(deviceId, connId).then(
+        () => {},
+        (error: unknown) => {
+          this.#log.warn({ err: error, deviceId, connId }, "ownership release failed; the record dies with the lease");
+        },
+      ),
+    );
+  }
+
+  #deleteOutboxEntry(deviceId: string, messageId: string): void {
+    this.#background(() =>
+      this.#registry.outbox.delete(deviceId, messageId).catch((error: unknown) => {
+        this.#log.warn({ err: error, deviceId, messageId }, "outbox delete failed; the message may be delivered again");
+      }),
+    );
+  }
+
+  /**
+   * Runs registry writes nobody waits for (releases, outbox deletes) with bounded concurrency,
+   * so a drain or a mass disconnect does not fire thousands of calls at the store at once.
+   * Tasks handle their own errors.
+   */
+  #background(task: () => Promise<void>): void {
+    if (this.#backgroundRunning >= BACKGROUND_CONCURRENCY) {
+      this.#backgroundQueue.push(task);
+      return;
+    }
+    this.#backgroundRunning += 1;
+    void task().finally(() => {
+      this.#backgroundRunning -= 1;
+      const next = this.#backgroundQueue.shift();
+      if (next !== undefined) this.#background(next);
     });
   }
 
@@ -646,9 +681,7 @@ export class Edge {
   #pushAcked(conn: Connection, messageId: string): void {
     if (conn.unacked === null || !conn.unacked.delete(messageId)) return;
     const deviceId = conn.deviceId!;
-    this.#registry.outbox.delete(deviceId, messageId).catch((error: unknown) => {
-      this.#log.warn({ err: error, deviceId, messageId }, "outbox delete failed; the push may be delivered again");
-    });
+    this.#deleteOutboxEntry(deviceId, messageId);
   }
 
   #presence(event: PresenceEvent): void {
@@ -868,9 +901,7 @@ export class Edge {
       } else {
         this.metrics.frameOut(entry.frame.startsWith('{"t":"error"') ? "error" : "res");
         this.metrics.reply("delivered");
-        this.#registry.outbox.delete(deviceId, entry.messageId).catch((error: unknown) => {
-          this.#log.warn({ err: error, deviceId }, "outbox delete failed; the answer may be delivered again");
-        });
+        this.#deleteOutboxEntry(deviceId, entry.messageId);
       }
     }
   }
@@ -954,6 +985,9 @@ export class Edge {
         await sleep(Math.min(50, Math.max(1, deadline - this.#now())));
       }
     }
+    // Ownership releases of the closed connections go out before the lease is given up.
+    const backgroundDeadline = this.#now() + Math.max(1000, waitMs);
+    while (this.#backgroundRunning > 0 && this.#now() < backgroundDeadline) await sleep(10);
     await this.#step("reply consumer close", () => this.#consumer?.close(1000));
     this.#delivering = false;
     await this.#step("producer flush", () => this.#producer?.flush(Math.max(1000, Math.min(5000, waitMs))));
