@@ -542,7 +542,7 @@ export class Edge {
   /** Writes a frame; writes in one tick go out together (cork until the next tick). */
   #write(conn: Connection, data: string | Buffer): void {
     const socket = conn.socket;
-    if (socket.destroyed) return;
+    if (socket.destroyed || socket.writableEnded) return;
     if (!conn.corked) {
       conn.corked = true;
       socket.cork();
