@@ -309,3 +309,36 @@ test("registering an invalid or duplicate type throws", async (t) => {
   assert.throws(() => worker.handle("a.b", () => 2), /already registered/);
   assert.throws(() => worker.handle("has space", () => 2), /not a valid type/);
 });
+
+test("a request still failing when shutdown's grace runs out is neither answered nor committed", async (t) => {
+  const { worker, send, replies, dlq, admin, config } = await setup(t, {
+    TETHER_HANDLER_RETRIES: "5",
+    TETHER_HANDLER_RETRY_BASE_MS: "400",
+    TETHER_HANDLER_RETRY_MAX_MS: "400",
+  });
+  let calls = 0;
+  worker.handle("down", () => {
+    calls += 1;
+    throw new Error("backend down");
+  });
+  await worker.start();
+  await send({ deviceId: "dev-1", id: "r1", type: "down" });
+  while (calls === 0) await sleep(5);
+  await worker.close(100);
+  assert.equal(replies.items.length, 0);
+  assert.equal(dlq.items.length, 0);
+  assert.equal(await admin.groupLag(config.worker.groupId, config.names.requestsTopic), 1);
+});
+
+test("a request naming a reply slot that does not exist is dead-lettered, not retried forever", async (t) => {
+  const { worker, send, replies, dlq } = await setup(t);
+  worker.handle("echo", (req) => req.body);
+  await worker.start();
+  await send({ deviceId: "dev-1", id: "r1", type: "echo" }, { slot: 99, edgeId: "edge-z", connId: "c" });
+  await send({ deviceId: "dev-1", id: "r2", type: "echo" });
+  const [letter] = await dlq.waitForCount(1);
+  assert.ok(letter);
+  assert.match((letter.frame.error as { message: string }).message, /reply slot 99/);
+  const [answer] = await replies.waitForCount(1);
+  assert.equal(answer?.frame.id, "r2", "later requests of the device go on");
+});
