@@ -12,7 +12,13 @@ import { kafkaEnv } from "./kafka-fixtures.ts";
 const DEVICES = 40;
 const PER_DEVICE = 75;
 
-async function startWorker(name: string, env: Record<string, string>, dir: string): Promise<ManagedProcess> {
+interface RunningWorker {
+  readonly process: ManagedProcess;
+  /** Requests this worker answered so far, from its /metrics. */
+  handled(): Promise<number>;
+}
+
+async function startWorker(name: string, env: Record<string, string>, dir: string): Promise<RunningWorker> {
   const port = await freePort();
   const worker = new ManagedProcess({
     name,
@@ -29,7 +35,15 @@ async function startWorker(name: string, env: Record<string, string>, dir: strin
       (response) => response.ok,
       () => false,
     );
-    if (ready) return worker;
+    if (ready) {
+      return {
+        process: worker,
+        async handled() {
+          const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+          return Number(/^tether_worker_handled_total\{type="echo"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+        },
+      };
+    }
     await sleep(200);
   }
   worker.killNow();
@@ -54,11 +68,11 @@ test("a worker joining mid-load and another killed with SIGKILL lose no request"
   });
 
   const first = await startWorker("worker-a", env, dir);
-  workers.push(first);
+  workers.push(first.process);
 
   // Steady load: one request per device per round, so a device's ids go up in order.
   const total = DEVICES * PER_DEVICE;
-  let second: ManagedProcess | undefined;
+  let second: RunningWorker | undefined;
   for (let round = 0; round < PER_DEVICE; round += 1) {
     const sends: Promise<unknown>[] = [];
     for (let d = 0; d < DEVICES; d += 1) {
@@ -71,11 +85,15 @@ test("a worker joining mid-load and another killed with SIGKILL lose no request"
     await Promise.all(sends);
     if (round === Math.floor(PER_DEVICE / 4)) {
       second = await startWorker("worker-b", env, dir);
-      workers.push(second);
+      workers.push(second.process);
     }
     if (round === Math.floor(PER_DEVICE / 2)) {
-      first.killNow();
-      const exit = await first.exited;
+      // The newcomer must have taken partitions over before the first worker dies.
+      const deadline = Date.now() + 20_000;
+      while (second !== undefined && (await second.handled()) === 0 && Date.now() < deadline) await sleep(100);
+      assert.ok(second && (await second.handled()) > 0, "the joining worker answered requests");
+      first.process.killNow();
+      const exit = await first.process.exited;
       assert.equal(exit.signal ?? "SIGKILL", "SIGKILL");
     }
     await sleep(60);
@@ -104,8 +122,8 @@ test("a worker joining mid-load and another killed with SIGKILL lose no request"
   );
 
   // The survivor leaves cleanly on SIGTERM and has committed everything it answered.
-  await second.stop(15_000);
-  assert.deepEqual(await second.exited, { code: 0, signal: null });
+  await second.process.stop(15_000);
+  assert.deepEqual(await second.process.exited, { code: 0, signal: null });
   const admin = broker.admin();
   try {
     assert.equal(await admin.groupLag(config.worker.groupId, config.names.requestsTopic), 0);
