@@ -7,8 +7,10 @@
  *
  * `max`: every device keeps `window` requests open; reports round trips per second.
  * `rate`: `rate` requests per second spread over the devices; reports latency percentiles.
+ * BENCH_PROCESSES=1 runs the edge and the worker as separate processes (needs Kafka and DynamoDB).
  */
-import { connect, type Socket } from "node:net";
+import { type ChildProcess, spawn } from "node:child_process";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import * as hdr from "hdr-histogram-js";
 import { createAuthenticator } from "../../../shared/auth/index.ts";
 import { createBroker, tetherTopics } from "../../../shared/broker/index.ts";
@@ -32,20 +34,24 @@ interface Client {
   next: number;
 }
 
-async function main(): Promise<void> {
+interface System {
+  readonly port: number;
+  readonly broker: string;
+  readonly registry: string;
+  close(): Promise<void>;
+}
+
+/** Edge and worker in this process (one thread for everything, clients included). */
+async function inProcess(env: Record<string, string | undefined>): Promise<System> {
   const logger = silentLogger();
-  const env = { TETHER_ENV: "development", ...process.env };
   const common = readCommonConfig(new ConfigReader(env), "tether-bench");
   const broker = await createBroker(common, logger);
   const registry = await createRegistry(common, logger);
   const admin = broker.admin();
   await admin.ensureTopics(tetherTopics({ names: common.names, maxEdges: common.maxEdges }));
   await admin.close();
-
   const edge = createEdge({
-    config: edgeConfigForTests(common, {
-      limits: { rateLimit: 1_000_000, maxInflight: 10_000 },
-    }),
+    config: edgeConfigForTests(common, { limits: { rateLimit: 1_000_000, maxInflight: 10_000 } }),
     logger,
     broker,
     registry,
@@ -56,8 +62,77 @@ async function main(): Promise<void> {
   const worker = createWorker({ config: workerConfig, logger, broker, registry });
   worker.handle("echo", async (request) => request.body);
   await worker.start();
+  return {
+    port: edge.address().port,
+    broker: common.broker,
+    registry: common.registry,
+    async close() {
+      await worker.close();
+      await edge.close();
+      await registry.close();
+    },
+  };
+}
 
-  const port = edge.address().port;
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return address.port;
+}
+
+/**
+ * Edge and worker as their own processes (`main.ts` of each), as deployed: needs a real broker
+ * and registry shared between processes (TETHER_BROKER=kafka, TETHER_REGISTRY=dynamodb).
+ */
+async function separateProcesses(env: Record<string, string | undefined>): Promise<System> {
+  const port = await freePort();
+  const edgeHttp = await freePort();
+  const workerHttp = await freePort();
+  const childEnv = {
+    ...env,
+    TETHER_AUTH_MODE: "none",
+    TETHER_LOG_LEVEL: "warn",
+    TETHER_DEVICE_PORT: String(port),
+    TETHER_EDGE_HTTP_PORT: String(edgeHttp),
+    TETHER_WORKER_HTTP_PORT: String(workerHttp),
+    TETHER_RATE_LIMIT: "1000000",
+    TETHER_MAX_INFLIGHT: "10000",
+    TETHER_WORKER_CONCURRENCY: env.TETHER_WORKER_CONCURRENCY ?? "256",
+  };
+  const children: ChildProcess[] = [];
+  for (const [script, http] of [
+    ["services/edge/main.ts", edgeHttp],
+    ["services/worker/main.ts", workerHttp],
+  ] as const) {
+    const child = spawn(process.execPath, ["--import", "tsx", script], { env: childEnv, stdio: "inherit" });
+    children.push(child);
+    for (let i = 0; ; i++) {
+      try {
+        if ((await fetch(`http://127.0.0.1:${http}/readyz`)).status === 200) break;
+      } catch {
+        // Not listening yet.
+      }
+      if (i > 300) throw new Error(`${script} did not become ready`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return {
+    port,
+    broker: env.TETHER_BROKER ?? "memory",
+    registry: env.TETHER_REGISTRY ?? "memory",
+    async close() {
+      for (const child of children) child.kill("SIGTERM");
+      await Promise.all(children.map((child) => new Promise((resolve) => child.once("exit", resolve))));
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const env = { TETHER_ENV: "development", ...process.env };
+  const system = process.env.BENCH_PROCESSES === "1" ? await separateProcesses(env) : await inProcess(env);
+  const port = system.port;
   const histogram = hdr.build({
     lowestDiscernibleValue: 1,
     highestTrackableValue: 60_000_000,
@@ -150,8 +225,9 @@ async function main(): Promise<void> {
   process.stdout.write(
     `${JSON.stringify({
       mode,
-      broker: common.broker,
-      registry: common.registry,
+      processes: process.env.BENCH_PROCESSES === "1",
+      broker: system.broker,
+      registry: system.registry,
       devices,
       roundTripsPerSec: Math.round(completed / elapsed),
       p50ms: ms(50),
@@ -163,9 +239,7 @@ async function main(): Promise<void> {
     })}\n`,
   );
   for (const client of clients) client.socket.destroy();
-  await worker.close();
-  await edge.close();
-  await registry.close();
+  await system.close();
 }
 
 main().then(
