@@ -7,6 +7,7 @@ import { bearerAuth } from "./auth.ts";
 import type { AdminDeps, RouteDeps } from "./deps.ts";
 import { installErrorHandlers } from "./errors.ts";
 import { installHttpMetrics } from "./metrics.ts";
+import { LeaseCache } from "./presence.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { edgeRoutes } from "./routes/edges.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -27,13 +28,15 @@ const redact = ["req.headers.authorization", "headers.authorization", "request.h
  * `listen()`. The caller keeps ownership of the registry, producer and broker admin.
  */
 export async function buildApp(deps: AdminDeps): Promise<AdminApp> {
+  const now = deps.now ?? Date.now;
   const routeDeps: RouteDeps = {
     registry: deps.registry,
     producer: deps.producer,
     admin: deps.admin,
     names: deps.names,
     maxEdges: deps.maxEdges,
-    now: deps.now ?? Date.now,
+    now,
+    leaseCache: new LeaseCache(deps.registry.leases, deps.leaseCacheMs ?? 1000, now),
     maxFrameBytes: deps.maxFrameBytes ?? 65536,
     dependencyTimeoutMs: deps.dependencyTimeoutMs ?? 5000,
   };

@@ -2,6 +2,7 @@ import type { BrokerAdmin, Producer } from "../../shared/broker/types.ts";
 import type { ResourceNames } from "../../shared/config/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
+import type { LeaseCache } from "./presence.ts";
 
 /** What the admin API needs from the outside. `buildApp` owns none of it: the caller closes it. */
 export interface AdminDeps {
@@ -22,6 +23,12 @@ export interface AdminDeps {
   readonly maxFrameBytes?: number;
   /** Bound on each Kafka produce and readiness probe, in ms; default 5000. */
   readonly dependencyTimeoutMs?: number;
+  /**
+   * How long a slot lease that proves a device online is reused before it is read again;
+   * default 1000 ms, 0 reads it on every lookup. Bounds how long a device can look online after
+   * its edge gave the slot up.
+   */
+  readonly leaseCacheMs?: number;
   /** Process metrics (`process_*`, `nodejs_*`) on `/metrics`; default true. */
   readonly defaultMetrics?: boolean;
 }
@@ -34,6 +41,7 @@ export interface RouteDeps {
   readonly names: ResourceNames;
   readonly maxEdges: number;
   readonly now: () => number;
+  readonly leaseCache: LeaseCache;
   readonly maxFrameBytes: number;
   readonly dependencyTimeoutMs: number;
 }
