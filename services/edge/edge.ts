@@ -60,6 +60,8 @@ const AWAIT_FORGET_MS = 60 * 60 * 1000;
 const REPLY_CONCURRENCY = 64;
 /** Registry writes nobody waits for (releases, outbox deletes) running at once. */
 const BACKGROUND_CONCURRENCY = 16;
+/** Registry calls of hellos (claim, outbox read) running at once. */
+const HELLO_CONCURRENCY = 64;
 const NEWLINE = Buffer.from("\n");
 const ERROR_PREFIX = Buffer.from('{"t":"error"');
 
@@ -111,6 +113,8 @@ export class Edge {
   #corked: Connection[] = [];
   readonly #backgroundQueue: Array<() => Promise<void>> = [];
   #backgroundRunning = 0;
+  readonly #helloWaiters: Array<() => void> = [];
+  #helloCalls = 0;
   #flushScheduled = false;
 
   constructor(deps: EdgeDeps) {
@@ -392,13 +396,15 @@ export class Edge {
     const connId = conn.connId;
     let claim: Awaited<ReturnType<Registry["connections"]["claim"]>>;
     try {
-      claim = await this.#registry.connections.claim({
-        deviceId,
-        edgeId: this.#config.edgeId,
-        slot: this.#slot,
-        connId,
-        connectedAt: this.#now(),
-      });
+      claim = await this.#limited(() =>
+        this.#registry.connections.claim({
+          deviceId,
+          edgeId: this.#config.edgeId,
+          slot: this.#slot,
+          connId,
+          connectedAt: this.#now(),
+        }),
+      );
     } catch (error) {
       this.#log.warn({ err: error, connId, deviceId }, "ownership claim failed");
       if (conn.state === ConnState.Auth) {
@@ -513,6 +519,23 @@ export class Edge {
         this.#log.warn({ err: error, deviceId, messageId }, "outbox delete failed; the message may be delivered again");
       }),
     );
+  }
+
+  /**
+   * Runs a registry call of the hello path with bounded concurrency: a reconnect storm queues
+   * here, in order, instead of piling onto the store client (whose timeouts would count the wait).
+   */
+  async #limited<T>(call: () => Promise<T>): Promise<T> {
+    if (this.#helloCalls >= HELLO_CONCURRENCY) {
+      await new Promise<void>((resolve) => this.#helloWaiters.push(resolve));
+    }
+    this.#helloCalls += 1;
+    try {
+      return await call();
+    } finally {
+      this.#helloCalls -= 1;
+      this.#helloWaiters.shift()?.();
+    }
   }
 
   /**
@@ -884,7 +907,7 @@ export class Edge {
     const deviceId = conn.deviceId!;
     let entries: Awaited<ReturnType<Registry["outbox"]["list"]>>;
     try {
-      entries = await this.#registry.outbox.list(deviceId, 1000);
+      entries = await this.#limited(() => this.#registry.outbox.list(deviceId, 1000));
     } catch (error) {
       this.#log.warn({ err: error, deviceId }, "outbox read failed; delivered on the next connection");
       return;
