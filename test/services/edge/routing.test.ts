@@ -110,6 +110,34 @@ describe("edge fleet routing (memory adapters)", () => {
     assert.deepEqual(await onB.device.nextOfType("push"), { t: "push", id: "p1", type: "t", body: 1 });
   });
 
+  it("reports its connection count when it renews the lease", async () => {
+    const fleet = await memoryFleet(2);
+    const a = await startEdge(fleet, { leaseMs: 600 });
+    cleanup.push(() => a.edge.close());
+    await connectDevice(a.port, "counted-1");
+    await connectDevice(a.port, "counted-2");
+    await eventually(async () => (await fleet.registry.leases.get(a.edge.slot))?.connections === 2, 3000, "count");
+  });
+
+  it("stops at once with a conflict when another edge took its slot", async () => {
+    let skew = 0;
+    const broker = new MemoryBroker({ logger: silentLogger() });
+    // Only the registry's clock jumps: to it the lease has expired, to the edge it has not.
+    const registry = new MemoryRegistry({ now: () => Date.now() + skew });
+    const common = memoryCommon(resourceNames(""), 1);
+    const admin = broker.admin();
+    await admin.ensureTopics(tetherTopics({ names: common.names, maxEdges: 1, workPartitions: 1 }));
+    const a = await startEdge({ broker, registry, common }, { leaseMs: 900 });
+    cleanup.push(() => a.edge.close());
+    const device = await connectDevice(a.port, "conflicted");
+    skew = 5_000;
+    await registry.leases.acquire({ slot: 0, edgeId: "usurper", host: "elsewhere", leaseMs: 60_000 });
+    const error = await a.edge.failed();
+    assert.equal(error.code, "conflict");
+    assert.equal((await device.device.nextOfType("bye")).reason, "draining");
+    assert.equal((await registry.leases.get(0))?.edgeId, "usurper");
+  });
+
   it("stops delivering at once when its lease cannot be renewed, and a successor takes the slot", async () => {
     let skew = 0;
     const now = () => Date.now() + skew;
