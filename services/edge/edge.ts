@@ -18,6 +18,7 @@ import {
   PONG_LINE,
   parseClientFrame,
   type RequestFrame,
+  toLineJson,
   WireErrorCode,
 } from "../../shared/protocol/index.ts";
 import {
@@ -782,7 +783,7 @@ export class Edge {
   }
 
   #deliver(conn: Connection, message: IncomingMessage): void {
-    const value = message.value;
+    const value = oneLine(message.value);
     this.#write(conn, value);
     if (value[value.length - 1] !== 10) this.#write(conn, NEWLINE);
     this.metrics.reply("delivered");
@@ -793,7 +794,7 @@ export class Edge {
   }
 
   #deliverPush(conn: Connection, message: IncomingMessage): void {
-    const value = message.value;
+    const value = oneLine(message.value);
     this.#write(conn, value);
     if (value[value.length - 1] !== 10) this.#write(conn, NEWLINE);
     this.metrics.reply("delivered");
@@ -914,7 +915,7 @@ export class Edge {
     }
     for (const entry of entries) {
       if (conn.state !== ConnState.Open) return;
-      const frame = entry.frame.endsWith("\n") ? entry.frame : `${entry.frame}\n`;
+      const frame = `${toLineJson(entry.frame.trim())}\n`;
       const pushId = pushIdOf(entry.frame);
       this.#write(conn, frame);
       if (pushId !== undefined) {
@@ -1056,6 +1057,18 @@ export function createEdge(deps: EdgeDeps): Edge {
 }
 
 function ignore(): void {}
+
+/**
+ * A reply value as one line. Producers write compact JSON, so this is normally the value itself;
+ * a value with line breaks inside (pretty-printed JSON) would break the device's framing, and in
+ * valid JSON they can only be whitespace, so they are removed.
+ */
+function oneLine(value: Buffer): Buffer {
+  const lf = value.indexOf(10);
+  const cr = value.indexOf(13);
+  if ((lf === -1 || lf === value.length - 1) && cr === -1) return value;
+  return Buffer.from(toLineJson(value.toString("utf8").trim()), "utf8");
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

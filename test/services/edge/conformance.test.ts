@@ -420,6 +420,28 @@ describe("edge protocol conformance (memory adapters)", () => {
     await d.waitClosed();
   });
 
+  it("writes a pretty-printed reply value as one line", async () => {
+    const s = await setup();
+    const d = await device(s.port);
+    const welcome = await d.hello("dev-pretty");
+    const producer = s.fleet.broker.producer();
+    await producer.send({
+      topic: s.fleet.common.names.repliesTopic,
+      partition: s.edge.slot,
+      key: "dev-pretty",
+      value: JSON.stringify({ t: "res", id: "p", body: { a: [1, 2], s: "x\ny" } }, null, 2),
+      headers: {
+        [Header.Kind]: ReplyKind.Answer,
+        [Header.Device]: "dev-pretty",
+        [Header.Conn]: String(welcome.connId),
+        [Header.RequestId]: "p",
+      },
+    });
+    await producer.close();
+    assert.deepEqual(await d.nextOfType("res"), { t: "res", id: "p", body: { a: [1, 2], s: "x\ny" } });
+    assert.deepEqual(d.invalid, []);
+  });
+
   it("refuses connections past maxConnections with an error and closes them", async () => {
     const s = await setup({ limits: { maxConnections: 1 } });
     await welcomed(s.port, "dev-full-1");
