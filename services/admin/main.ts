@@ -43,20 +43,25 @@ async function main(): Promise<void> {
   };
 
   try {
+    if (common.registry === "dynamodb" && common.dynamodb.endpoint !== undefined) {
+      // DynamoDB Local starts empty; in AWS the stack owns the tables.
+      const { ensureTables } = await import("../../shared/registry/dynamodb/index.ts");
+      await ensureTables({ settings: common.dynamodb, names: common.names, logger });
+    }
     const registry = await createRegistry(common, logger);
     closers.push({ name: "registry", close: () => registry.close() });
     const broker = await createBroker(common, logger);
     const admin = broker.admin();
     closers.push({ name: "broker-admin", close: () => admin.close() });
-    if (common.environment === "development") {
-      await admin.ensureTopics(
-        tetherTopics({
-          names: common.names,
-          maxEdges: common.maxEdges,
-          replicationFactor: common.kafka.replicationFactor,
-        }),
-      );
-    }
+    // Pushes and kicks need `downlink` and `replies`; like the edge and the worker, whichever
+    // process comes up first creates what is missing and leaves existing topics alone.
+    await admin.ensureTopics(
+      tetherTopics({
+        names: common.names,
+        maxEdges: common.maxEdges,
+        replicationFactor: common.kafka.replicationFactor,
+      }),
+    );
     const producer = broker.producer();
     closers.push({ name: "producer", close: () => producer.close() });
     await producer.connect();
