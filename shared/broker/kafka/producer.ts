@@ -11,7 +11,8 @@ export interface ProducerTuning {
   readonly sendTimeoutMs?: number;
   /** Messages librdkafka may hold before send() fails fast with `unavailable`. Default 100 000. */
   readonly maxQueued?: number;
-  /** Batching delay. Default 1 ms: latency first. */
+  /** Batching delay. Default 0: measured p50 send->ack 0.3 ms vs 1.4 ms at 1 ms, and the
+   * throughput was the same (librdkafka still batches while requests are in flight). */
   readonly lingerMs?: number;
 }
 
@@ -61,7 +62,7 @@ export class KafkaProducer implements Producer {
       ...baseConfig(this.#settings, this.#logger, "producer"),
       "enable.idempotence": true,
       acks: "all",
-      "linger.ms": this.#tuning.lingerMs ?? 1,
+      "linger.ms": this.#tuning.lingerMs ?? 0,
       "queue.buffering.max.messages": this.#tuning.maxQueued ?? 100_000,
       "compression.type": "lz4",
       // Java-compatible placement: a key lands where any Kafka client would put it.
