@@ -15,7 +15,7 @@ export const ConnState = {
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 
 /** Why reading a socket is paused; bits, since both may hold at once. */
-export const Paused = { Inflight: 1, Producer: 2 } as const;
+export const Paused = { Inflight: 1, Producer: 2, Hello: 4 } as const;
 
 /**
  * The state of one device connection. Kept deliberately small (an edge holds tens of
@@ -44,6 +44,8 @@ export class Connection {
   corked = false;
   /** Pushes written and not yet acked by the device (message ids). */
   unacked: Set<string> | null = null;
+  /** Lines that came right behind `hello`, held until `welcome` is out (pipelining clients). */
+  early: Buffer[] | null = null;
 
   constructor(socket: Socket, connId: string, now: number, tokens: number) {
     this.socket = socket;

@@ -323,6 +323,13 @@ export class Edge {
   #onLine(conn: Connection, line: Buffer): void {
     if (conn.state === ConnState.Closing) return;
     conn.lastSeen = this.#now();
+    if (conn.state === ConnState.Auth) {
+      // The stream after a hello belongs to the session it opens: a client may send its first
+      // requests in the same segment. Hold them (reading paused) until welcome is written.
+      (conn.early ??= []).push(Buffer.from(line));
+      this.#pause(conn, Paused.Hello);
+      return;
+    }
     const parsed = parseClientFrame(line);
     if (!parsed.ok) {
       this.metrics.frameIn("other");
@@ -462,7 +469,19 @@ export class Edge {
     );
     this.metrics.frameOut("welcome");
     this.#presence({ event: "connected", deviceId, edgeId: this.#config.edgeId, connId, at: this.#now() });
+    this.#replayEarly(conn);
     await this.#deliverOutbox(conn);
+  }
+
+  #replayEarly(conn: Connection): void {
+    const early = conn.early;
+    if (early === null) return;
+    conn.early = null;
+    for (const line of early) {
+      if (conn.state !== ConnState.Open) return;
+      this.#onLine(conn, line);
+    }
+    this.#unpause(conn, Paused.Hello);
   }
 
   /**

@@ -135,6 +135,34 @@ describe("edge protocol conformance (memory adapters)", () => {
     assert.equal(bodies.size, 1000);
   });
 
+  it("serves frames sent right behind hello in the same segment, after welcome and in order", async () => {
+    const d = await device(base.port);
+    const lines = [
+      { t: "hello", v: 1, deviceId: "dev-pipelined" },
+      { t: "req", id: "p1", type: "echo", body: "first" },
+      { t: "ping" },
+      { t: "req", id: "p2", type: "echo", body: "second" },
+    ];
+    d.send(lines.map((line) => JSON.stringify(line)).join("\n") + "\n");
+    assert.equal((await d.next()).t, "welcome");
+    assert.deepEqual(await d.nextOfType("res"), { t: "res", id: "p1", body: "first" });
+    assert.deepEqual(await d.nextOfType("res"), { t: "res", id: "p2", body: "second" });
+    assert.equal(d.frames.filter((f) => f.t === "pong").length, 1);
+    assert.ok(!d.frames.some((f) => f.t === "error"), "no error frame for pipelined frames");
+  });
+
+  it("refuses frames pipelined behind a hello whose token is wrong, answering only unauthorized", async () => {
+    const s = await setup({}, { authenticator: createAuthenticator({ mode: "hmac", secret: "pipeline-secret" }) });
+    const d = await device(s.port);
+    d.send(
+      `${JSON.stringify({ t: "hello", v: 1, deviceId: "dev-bad-pipe", token: "nope" })}\n${JSON.stringify({ t: "req", id: "q", type: "echo", body: 1 })}\n`,
+    );
+    const error = await d.nextOfType("error");
+    assert.equal(error.code, "unauthorized");
+    await d.waitClosed();
+    assert.ok(!d.frames.some((f) => f.t === "ack" || f.t === "res"), "nothing served after a failed hello");
+  });
+
   it("sends frame_too_large and closes for a line longer than maxFrameBytes", async () => {
     const s = await setup({ limits: { maxFrameBytes: 1024 } });
     const d = await welcomed(s.port, "dev-big");
