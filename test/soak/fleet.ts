@@ -248,7 +248,7 @@ export class Fleet {
       } catch (error) {
         if (proc.running() || attempt >= 2) throw error;
         proc.intended = true;
-        this.startupCrashes.push(`${proc.name}: ${proc.tail(300).trim()}`);
+        this.startupCrashes.push(`${proc.name}: ${proc.tail(300).trim().split("\n").at(-1)}`);
       }
     }
   }
@@ -278,19 +278,24 @@ export class Fleet {
     register(managed);
     const proc = new FleetProcess(role, name, devicePort, httpPort, managed);
     void managed.exited.then((info) => {
-      this.exits.push(`${name} exited code=${info.code} signal=${info.signal}${proc.intended ? "" : " (on its own)"}`);
+      const why = proc.intended ? "" : proc.ready ? " (on its own)" : " (during start-up)";
+      this.exits.push(`${name} exited code=${info.code} signal=${info.signal}${why}`);
       if (proc.intended || !proc.ready || this.#closed || this.options.supervise === false) return;
-      // The orchestrator's part: a task that died is replaced after a moment.
+      // The orchestrator's part: a task that died is replaced, again and again until one runs.
       this.restarts += 1;
-      void delay(1000).then(async () => {
-        if (this.#closed) return;
-        try {
-          if (role === "edge") await this.startEdge(extra);
-          else await this.startWorker(extra);
-        } catch (error) {
-          this.exits.push(`replacement of ${name} failed: ${String(error)}`);
+      void (async () => {
+        for (let attempt = 0; !this.#closed; attempt++) {
+          await delay(Math.min(5000, 1000 * 2 ** Math.min(attempt, 3)));
+          if (this.#closed) return;
+          try {
+            if (role === "edge") await this.startEdge(extra);
+            else await this.startWorker(extra);
+            return;
+          } catch (error) {
+            this.exits.push(`replacement of ${name} failed: ${String(error).split("\n")[0]}`);
+          }
         }
-      });
+      })();
     });
     return proc;
   }
