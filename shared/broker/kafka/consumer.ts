@@ -356,8 +356,13 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
     try {
       await connect(consumer, 15_000);
       if (this.#status !== "running") return;
-      // No offset: librdkafka resumes from the group's committed offset, else auto.offset.reset.
-      consumer.assign([{ topic, partition }]);
+      // The committed offset is read here, with retries, and the partition assigned at it.
+      // Left to assign() itself, librdkafka gives up for good when that read meets a
+      // request-level NOT_COORDINATOR (a group coordinator still loading, or just moved): the
+      // partition stays assigned and is never fetched (confluentinc/librdkafka#5586).
+      const offset = await this.#startOffset(consumer);
+      if (this.#status !== "running") return;
+      consumer.assign([{ topic, partition, offset }]);
     } catch (error) {
       await this.close(0);
       throw kafkaError("partition consumer start", error);
@@ -365,6 +370,31 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
     this.#loop.start();
     this.#commitTimer = setInterval(() => void this.commit().catch(() => {}), this.#tuning.commitIntervalMs ?? 500);
     this.#commitTimer.unref();
+  }
+
+  /** The group's committed offset of the partition, else the fallback (-1 latest, -2 earliest). */
+  async #startOffset(consumer: NativeConsumer): Promise<number> {
+    const { topic, partition } = this.#options;
+    const fallback = this.#options.fallback === "latest" ? -1 : -2;
+    const deadline = Date.now() + 60_000;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const [entry] = await new Promise<NativeTopicPartition[]>((resolve, reject) => {
+          consumer.committed([{ topic, partition }], 5000, (error, result) => {
+            if (error) reject(error);
+            else resolve(result ?? []);
+          });
+        });
+        if (entry?.error !== undefined && entry.error !== null && entry.error.code !== 0) throw entry.error;
+        const offset = entry?.offset;
+        return typeof offset === "number" && offset >= 0 ? offset : fallback;
+      } catch (error) {
+        if (Date.now() > deadline || this.#status !== "running") throw kafkaError("read committed offset", error);
+        if (attempt === 1)
+          this.#logger.warn({ err: kafkaError("committed", error) }, "reading the committed offset failed; retrying");
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * attempt)));
+      }
+    }
   }
 
   async commit(): Promise<void> {
