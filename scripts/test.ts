@@ -12,7 +12,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
-import { type LocalCluster, startLocalCluster } from "../test/harness/index.ts";
+import { type LocalCluster, startLocalCluster, sweepOrphans } from "../test/harness/index.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const testRoot = join(root, "test");
@@ -149,6 +149,9 @@ async function main(): Promise<number> {
       }
     }
   }
+  // Every test process has exited; temp dirs a crashed one left behind go now.
+  const orphans = sweepOrphans();
+  if (orphans > 0) say(`removed ${orphans} temp dirs left by test processes that died`);
   say(`test run took ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (counts.pass >= 0 && counts.fail >= 0) say(`tests: ${counts.pass} passed, ${counts.fail} failed`);
   return code;

@@ -107,13 +107,20 @@ function keepLogs(dir: string, logsDir: string): string {
   return target;
 }
 
-/** Removes temp dirs of clusters whose owning process died without cleaning up (SIGKILL). */
-function sweepOrphans(): void {
+/**
+ * Removes temp dirs named `tether-<kind>-<pid>-<random>` (this harness's clusters, and any
+ * other test helper that follows the convention) whose owning process is gone: one that died
+ * without cleaning up, e.g. by SIGKILL. Returns how many it removed.
+ */
+export function sweepOrphans(): number {
+  let removed = 0;
   for (const name of readdirSync(tmpdir())) {
-    const owner = /^tether-cluster-(\d+)-/.exec(name)?.[1];
+    const owner = /^tether-[a-z-]+?-(\d+)-[A-Za-z0-9]{6}$/.exec(name)?.[1];
     if (owner === undefined || alive(Number(owner))) continue;
     removeTree(join(tmpdir(), name));
+    removed += 1;
   }
+  return removed;
 }
 
 function alive(pid: number): boolean {

@@ -21,7 +21,13 @@ import { createDynamoRegistry, ensureTables } from "../../shared/registry/dynamo
 import type { Registry } from "../../shared/registry/types.ts";
 import { type LocalCluster, startLocalCluster } from "./cluster.ts";
 
-export { type LocalCluster, type LocalClusterOptions, type StopOptions, startLocalCluster } from "./cluster.ts";
+export {
+  type LocalCluster,
+  type LocalClusterOptions,
+  type StopOptions,
+  startLocalCluster,
+  sweepOrphans,
+} from "./cluster.ts";
 
 export interface ClusterEnv {
   readonly kafkaBrokers: string;
