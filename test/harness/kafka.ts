@@ -139,9 +139,15 @@ logger.config.name = org.apache.kafka.common.config
 logger.config.level = warn
 `;
 
-/** A random KRaft cluster id: 16 bytes, URL-safe base64 without padding. */
+/**
+ * A random KRaft cluster id: 16 bytes, URL-safe base64 without padding. Never one starting with
+ * `-`: the storage tool would read it as an option and fail (`-t: expected one argument`).
+ */
 function clusterId(): string {
-  return randomBytes(16).toString("base64url");
+  for (;;) {
+    const id = randomBytes(16).toString("base64url");
+    if (!id.startsWith("-")) return id;
+  }
 }
 
 function javaArgs(libs: string, dir: string, heap: string, main: string, rest: readonly string[]): string[] {
