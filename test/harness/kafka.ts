@@ -74,6 +74,8 @@ export async function ensureKafkaLibs(log: (line: string) => void = () => {}): P
 
 export interface KafkaNode {
   readonly bootstrap: string;
+  /** The SASL/PLAIN listener (no TLS), when asked for. */
+  readonly saslBootstrap?: string;
   readonly process: ManagedProcess;
   /** From spawning the storage format to the first good metadata answer. */
   readonly startMs: number;
@@ -85,18 +87,35 @@ export interface StartKafkaOptions {
   readonly dir: string;
   readonly heap?: string;
   readonly timeoutMs?: number;
+  /** Also open a SASL_PLAINTEXT listener that accepts this one PLAIN user. */
+  readonly sasl?: { readonly username: string; readonly password: string };
 }
 
-function serverProperties(dir: string, brokerPort: number, controllerPort: number): string {
+interface Listeners {
+  readonly broker: number;
+  readonly controller: number;
+  readonly sasl?: { readonly port: number; readonly username: string; readonly password: string };
+}
+
+function serverProperties(dir: string, ports: Listeners): string {
+  const { broker: brokerPort, controller: controllerPort, sasl } = ports;
+  const extra: Record<string, string> = {};
+  if (sasl !== undefined) {
+    extra["sasl.enabled.mechanisms"] = "PLAIN";
+    extra["listener.name.sasl_plaintext.plain.sasl.jaas.config"] =
+      `org.apache.kafka.common.security.plain.PlainLoginModule required user_${sasl.username}="${sasl.password}";`;
+  }
+  const saslListener = sasl === undefined ? "" : `,SASL_PLAINTEXT://127.0.0.1:${sasl.port}`;
   const settings: Record<string, string | number | boolean> = {
+    ...extra,
     "process.roles": "broker,controller",
     "node.id": 1,
     "controller.quorum.bootstrap.servers": `127.0.0.1:${controllerPort}`,
-    listeners: `PLAINTEXT://127.0.0.1:${brokerPort},CONTROLLER://127.0.0.1:${controllerPort}`,
-    "advertised.listeners": `PLAINTEXT://127.0.0.1:${brokerPort}`,
+    listeners: `PLAINTEXT://127.0.0.1:${brokerPort},CONTROLLER://127.0.0.1:${controllerPort}${saslListener}`,
+    "advertised.listeners": `PLAINTEXT://127.0.0.1:${brokerPort}${saslListener}`,
     "controller.listener.names": "CONTROLLER",
     "inter.broker.listener.name": "PLAINTEXT",
-    "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
     "log.dirs": join(dir, "data"),
     // Topics come only from ensureTopics, as in production (MSK does not auto-create either).
     "auto.create.topics.enable": false,
@@ -172,9 +191,21 @@ function javaArgs(libs: string, dir: string, heap: string, main: string, rest: r
 export async function startKafka(options: StartKafkaOptions): Promise<KafkaNode> {
   const { libs, dir, heap = "512m", timeoutMs = 90_000 } = options;
   const started = Date.now();
-  const [brokerPort, controllerPort] = (await freePorts(2)) as [number, number];
+  const { sasl } = options;
+  const [brokerPort, controllerPort, saslPort] = (await freePorts(sasl === undefined ? 2 : 3)) as [
+    number,
+    number,
+    number | undefined,
+  ];
   const config = join(dir, "server.properties");
-  writeFileSync(config, serverProperties(dir, brokerPort, controllerPort));
+  writeFileSync(
+    config,
+    serverProperties(dir, {
+      broker: brokerPort,
+      controller: controllerPort,
+      ...(sasl === undefined || saslPort === undefined ? {} : { sasl: { ...sasl, port: saslPort } }),
+    }),
+  );
   writeFileSync(join(dir, "log4j2.properties"), log4j);
   const logFile = join(dir, "kafka.log");
 
@@ -224,5 +255,10 @@ export async function startKafka(options: StartKafkaOptions): Promise<KafkaNode>
     }
     await delay(100);
   }
-  return { bootstrap: `127.0.0.1:${brokerPort}`, process: server, startMs: Date.now() - started };
+  return {
+    bootstrap: `127.0.0.1:${brokerPort}`,
+    ...(saslPort === undefined ? {} : { saslBootstrap: `127.0.0.1:${saslPort}` }),
+    process: server,
+    startMs: Date.now() - started,
+  };
 }

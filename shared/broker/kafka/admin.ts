@@ -3,7 +3,7 @@ import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
 import type { BrokerAdmin, TopicSpec } from "../types.ts";
 import { baseConfig } from "./config.ts";
-import { kafkaError } from "./errors.ts";
+import { isAuthFailure, kafkaError, withAuthCause } from "./errors.ts";
 import { codes, type NativeAdmin, type NativeError, type NativeMetadata, native } from "./native.ts";
 
 const opTimeoutMs = 15_000;
@@ -25,6 +25,7 @@ export class KafkaAdmin implements BrokerAdmin {
   #closed = false;
   #busy = 0;
   #idleTimer: NodeJS.Timeout | undefined;
+  #authFailure: unknown;
 
   constructor(settings: KafkaSettings, logger: Logger) {
     this.#settings = settings;
@@ -38,6 +39,8 @@ export class KafkaAdmin implements BrokerAdmin {
     this.#busy += 1;
     try {
       return await operation(this.#admin());
+    } catch (error) {
+      throw error instanceof TetherError ? withAuthCause(error, this.#authFailure) : error;
     } finally {
       this.#busy -= 1;
       if (this.#busy === 0 && !this.#closed) {
@@ -63,8 +66,10 @@ export class KafkaAdmin implements BrokerAdmin {
     if (this.#client === undefined) {
       try {
         this.#client = native.AdminClient.create(baseConfig(this.#settings, this.#logger, "admin"), {
-          "event.error": (error: NativeError) =>
-            this.#logger.warn({ err: kafkaError("admin", error) }, "Kafka admin error"),
+          "event.error": (error: NativeError) => {
+            if (isAuthFailure(error)) this.#authFailure = error;
+            this.#logger.warn({ err: kafkaError("admin", error) }, "Kafka admin error");
+          },
         });
       } catch (error) {
         throw kafkaError("admin connect", error);

@@ -58,3 +58,26 @@ export function kafkaError(what: string, error: unknown, details?: Record<string
   }
   return new TetherError("internal", `${what}: ${message}`, { cause: error, details });
 }
+
+/** Whether a client error event says the credentials were refused. */
+export function isAuthFailure(error: unknown): boolean {
+  if (!isNativeError(error)) return false;
+  // Error events carry code -1 with the reason only in the message.
+  return (
+    error.code === codes.authentication ||
+    error.code === codes.saslAuthenticationFailed ||
+    error.code === codes.clusterAuthorizationFailed ||
+    /authentication fail/i.test(error.message)
+  );
+}
+
+/**
+ * A call that timed out or found no broker, after the client reported refused credentials,
+ * failed because of them: say so instead of "unavailable".
+ */
+export function withAuthCause(error: TetherError, lastAuthFailure: unknown): TetherError {
+  if (lastAuthFailure === undefined || error.code !== "unavailable") return error;
+  return new TetherError("unauthorized", `Kafka refused the credentials: ${(lastAuthFailure as NativeError).message}`, {
+    cause: error,
+  });
+}

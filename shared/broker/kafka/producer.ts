@@ -3,7 +3,7 @@ import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
 import type { DeliveryReport, OutgoingMessage, Producer, SendOptions } from "../types.ts";
 import { baseConfig } from "./config.ts";
-import { kafkaError } from "./errors.ts";
+import { isAuthFailure, kafkaError, withAuthCause } from "./errors.ts";
 import { codes, type NativeDeliveryReport, type NativeError, type NativeProducer, native } from "./native.ts";
 
 export interface ProducerTuning {
@@ -41,6 +41,7 @@ export class KafkaProducer implements Producer {
   #inFlight = 0;
   readonly #unsettled = new Set<Pending>();
   #drained: Array<() => void> = [];
+  #authFailure: unknown;
 
   constructor(settings: KafkaSettings, logger: Logger, tuning: ProducerTuning = {}) {
     this.#settings = settings;
@@ -75,12 +76,15 @@ export class KafkaProducer implements Producer {
     });
     this.#producer = producer;
     producer.on("delivery-report", (error, report) => this.#onDelivery(error, report));
-    producer.on("event.error", (error) => this.#logger.warn({ err: kafkaError("producer", error) }, "Kafka error"));
+    producer.on("event.error", (error) => {
+      if (isAuthFailure(error)) this.#authFailure = error;
+      this.#logger.warn({ err: kafkaError("producer", error) }, "Kafka error");
+    });
     producer.on("error", (error) => this.#logger.warn({ err: error }, "Kafka client error"));
     try {
       await new Promise<void>((resolve, reject) => {
         producer.connect({ timeout: 15_000, allTopics: false }, (error) =>
-          error ? reject(kafkaError("producer connect", error)) : resolve(),
+          error ? reject(withAuthCause(kafkaError("producer connect", error), this.#authFailure)) : resolve(),
         );
       });
     } catch (error) {
