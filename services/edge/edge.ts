@@ -326,7 +326,8 @@ export class Edge {
     if (conn.state === ConnState.Auth) {
       // The stream after a hello belongs to the session it opens: a client may send its first
       // requests in the same segment. Hold them (reading paused) until welcome is written.
-      (conn.early ??= []).push(Buffer.from(line));
+      conn.early ??= [];
+      conn.early.push(Buffer.from(line));
       this.#pause(conn, Paused.Hello);
       return;
     }

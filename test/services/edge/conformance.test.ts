@@ -143,7 +143,7 @@ describe("edge protocol conformance (memory adapters)", () => {
       { t: "ping" },
       { t: "req", id: "p2", type: "echo", body: "second" },
     ];
-    d.send(lines.map((line) => JSON.stringify(line)).join("\n") + "\n");
+    d.send(`${lines.map((line) => JSON.stringify(line)).join("\n")}\n`);
     assert.equal((await d.next()).t, "welcome");
     assert.deepEqual(await d.nextOfType("res"), { t: "res", id: "p1", body: "first" });
     assert.deepEqual(await d.nextOfType("res"), { t: "res", id: "p2", body: "second" });
