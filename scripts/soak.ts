@@ -80,7 +80,7 @@ async function main(): Promise<number> {
         `${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, with everything on one machine: ` +
         "Kafka 4 (KRaft, one node), DynamoDB Local, the edges and workers as separate Node processes, a round-robin " +
         "TCP balancer and the SDK load generator in the driving process. Devices authenticate with `hmac`; the " +
-        "handler is `echo`; edges run with a 5 s slot lease and a 5 s drain window.",
+        "handler is `echo`; edges run with the default 10 s slot lease and a 5 s drain window.",
       "",
       resultTable(rows),
       "",

@@ -18,6 +18,10 @@ import { delay, ManagedProcess, removeTree, within } from "../harness/process.ts
 
 export const AUTH_SECRET = "soak-secret-not-for-production";
 
+/** Lines of the AWS SDK's Node version notice, which every process prints at start. */
+const NOISE =
+  /NodeVersionSupportWarning|versions published after|will require node|continue receiving updates|security updates please|More information can be found|--trace-warnings/;
+
 export type Role = "edge" | "worker";
 
 export interface FleetOptions {
@@ -110,10 +114,15 @@ export class FleetProcess {
     return info.code;
   }
 
+  /** The end of its output, without the runtime's deprecation warnings. */
   tail(bytes = 4000): string {
     try {
       const text = readFileSync(this.managed.logFile, "utf8");
-      return text.slice(-bytes);
+      return text
+        .split("\n")
+        .filter((line) => line.trim() !== "" && !NOISE.test(line))
+        .join("\n")
+        .slice(-bytes);
     } catch {
       return "";
     }

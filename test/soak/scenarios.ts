@@ -63,7 +63,6 @@ const SLOW_MS = 1000;
 /** When the running scenario's fault began (for notes written during the fault). */
 let faultClock = 0;
 const sinceFault = (): number => Date.now() - faultClock;
-const LEASE_MS = "5000";
 
 interface Rig {
   readonly fleet: Fleet;
@@ -91,7 +90,6 @@ async function rig(options: RigOptions): Promise<Rig> {
     maxEdges: 8,
     workPartitions: 4,
     edgeEnv: {
-      TETHER_EDGE_LEASE_MS: LEASE_MS,
       TETHER_DRAIN_MS: "5000",
       TETHER_RATE_LIMIT: "1000",
       ...options.edgeEnv,
