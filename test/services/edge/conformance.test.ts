@@ -356,10 +356,11 @@ describe("edge protocol conformance (memory adapters)", () => {
   });
 
   it("keeps a connection that sends any frame alive", async () => {
-    const s = await setup({ limits: { heartbeatMs: 100 } });
+    // Idle limit 1 s; a frame every 100 ms for 1.5 s. Wide margins: CI machines stall.
+    const s = await setup({ limits: { heartbeatMs: 500 } });
     const d = await welcomed(s.port, "dev-alive");
-    for (let i = 0; i < 8; i++) {
-      await sleep(60);
+    for (let i = 0; i < 15; i++) {
+      await sleep(100);
       d.send({ t: "ack", id: "nothing" });
     }
     assert.equal(d.closed, false);

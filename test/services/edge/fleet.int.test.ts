@@ -163,7 +163,7 @@ describe("edge fleet processes", () => {
     }
   });
 
-  it("loses no acked request when an edge drains on SIGTERM under load", { timeout: 60_000 }, async () => {
+  it("loses no acked request when an edge drains on SIGTERM under load", { timeout: 240_000 }, async () => {
     const env = await fleetEnv();
     await startWorker(env);
     const d = await startEdge(env, { TETHER_DRAIN_MS: "2000" });
