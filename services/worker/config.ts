@@ -48,7 +48,7 @@ export interface WorkerRuntimeConfig {
 
 /**
  * Reads and validates the worker's environment. Variables (defaults in brackets):
- * TETHER_WORKER_HTTP_PORT [9091], TETHER_WORKER_CONCURRENCY [16], TETHER_ROUTER_CONCURRENCY [8],
+ * TETHER_WORKER_HTTP_PORT [9091], TETHER_WORKER_CONCURRENCY [64], TETHER_ROUTER_CONCURRENCY [8],
  * TETHER_HANDLER_TIMEOUT_MS [10000], TETHER_HANDLER_RETRIES [3], TETHER_HANDLER_RETRY_BASE_MS [100],
  * TETHER_HANDLER_RETRY_MAX_MS [5000], TETHER_DEDUPE_SIZE [100000], TETHER_DEDUPE_TTL_MS [600000],
  * TETHER_WORKER_SHUTDOWN_MS [25000], TETHER_LAG_SAMPLE_MS [5000], TETHER_KV_TABLE, and the common ones.
@@ -67,7 +67,7 @@ export function readWorkerConfig(env: Env): WorkerConfig {
     httpPort: reader.port("TETHER_WORKER_HTTP_PORT", 9091),
     groupId: `${prefix}workers`,
     routerGroupId: `${prefix}router`,
-    concurrency: reader.integer("TETHER_WORKER_CONCURRENCY", 16, { min: 1, max: 1024 }),
+    concurrency: reader.integer("TETHER_WORKER_CONCURRENCY", 64, { min: 1, max: 1024 }),
     routerConcurrency: reader.integer("TETHER_ROUTER_CONCURRENCY", 8, { min: 1, max: 1024 }),
     handlerTimeoutMs: reader.integer("TETHER_HANDLER_TIMEOUT_MS", 10_000, { min: 1, max: 15 * 60_000 }),
     retries: reader.integer("TETHER_HANDLER_RETRIES", 3, { min: 0, max: 100 }),

@@ -80,7 +80,7 @@ export class KafkaAdmin implements BrokerAdmin {
 
   ensureTopics(topics: readonly TopicSpec[]): Promise<void> {
     return this.#use(async (admin) => {
-      await Promise.all(
+      await settleAll(
         topics.map(
           (spec) =>
             new Promise<void>((resolve, reject) => {
@@ -137,7 +137,7 @@ export class KafkaAdmin implements BrokerAdmin {
   async #groupLag(admin: AdminClient, groupId: string, topic: string): Promise<number> {
     const count = await this.#partitionCount(admin, topic);
     const partitions = Array.from({ length: count }, (_, partition) => ({ topic, partition }));
-    const [groups, latest, earliest] = await Promise.all([
+    const [groups, latest, earliest] = await settleAll([
       call<Array<{ groupId: string; error?: NativeError; partitions: Array<{ partition: number; offset?: number }> }>>(
         `list offsets of group ${groupId}`,
         (done) => admin.listConsumerGroupOffsets([{ groupId, partitions }], { timeout: opTimeoutMs }, done),
@@ -191,8 +191,26 @@ export class KafkaAdmin implements BrokerAdmin {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#idleTimer);
+    // Disconnecting under a native call in flight frees what its callback still uses.
+    const deadline = Date.now() + opTimeoutMs + 1000;
+    while (this.#busy > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     this.#dropClient();
   }
+}
+
+/**
+ * Like Promise.all, but settles only when every native call has called back: the client must
+ * not be dropped (idle close) while a sibling call is still running inside librdkafka.
+ */
+async function settleAll<const T extends readonly unknown[]>(
+  promises: T,
+): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((result) => result.status === "rejected");
+  if (failed !== undefined) throw failed.reason;
+  return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as {
+    -readonly [K in keyof T]: Awaited<T[K]>;
+  };
 }
 
 /** Runs a callback-style admin call and maps its error. */

@@ -32,14 +32,23 @@ export interface FetchLoopOptions {
   readonly pending: () => number;
   readonly maxPending: number;
   readonly batchSize?: number;
+  /** How long the loop may stop taking messages before it pauses the partitions. Default 2000 ms. */
+  readonly holdMs?: number;
 }
 
 /**
  * Pulls messages from one consumer without parking a libuv thread: each `consume()` call takes
  * only what librdkafka already queued (timeout 0), and the loop sleeps until librdkafka says its
  * queue became non-empty (or a short safety timer fires, which also keeps rebalance events
- * served). While the handlers are behind, the assigned partitions are paused, so memory stays
- * bounded and the consumer still polls (no max.poll.interval eviction).
+ * served).
+ *
+ * Backpressure has two stages. While the handlers are behind, the loop first just stops taking
+ * messages: librdkafka's own queue (bounded by `queued.max.messages.kbytes`) holds what it
+ * prefetched, and the loop resumes as soon as the handlers catch up. Pausing the partitions
+ * instead would make librdkafka drop that prefetch and fetch it all again, which at a steady
+ * high rate costs most of the throughput. Only when the handlers stay behind longer than
+ * `holdMs` (a stuck downstream) are the partitions paused, so that the consumer keeps polling
+ * (no max.poll.interval eviction, rebalances served) while nothing is fetched.
  */
 export class FetchLoop {
   readonly #options: FetchLoopOptions;
@@ -49,6 +58,8 @@ export class FetchLoop {
   #stopped = false;
   #running: Promise<void> | undefined;
   #paused = false;
+  /** When the loop started holding back because the handlers were behind; 0 when not. */
+  #holdingSince = 0;
 
   constructor(options: FetchLoopOptions) {
     this.#options = options;
@@ -85,6 +96,11 @@ export class FetchLoop {
     let failures = 0;
     while (!this.#stopped) {
       this.#applyBackpressure();
+      if (this.#holding()) {
+        this.#woken = false;
+        await this.#sleep(5);
+        continue;
+      }
       this.#woken = false;
       let messages: IncomingMessage[];
       try {
@@ -105,13 +121,28 @@ export class FetchLoop {
     }
   }
 
+  /** True while the loop holds back (handlers behind, partitions not paused yet). */
+  #holding(): boolean {
+    return this.#holdingSince !== 0 && !this.#paused;
+  }
+
   #applyBackpressure(): void {
     const { consumer, pending, maxPending } = this.#options;
+    const behind = pending();
+    if (behind <= maxPending / 2) {
+      this.#holdingSince = 0;
+    } else if (behind > maxPending && this.#holdingSince === 0) {
+      this.#holdingSince = Date.now();
+    }
     try {
-      if (!this.#paused && pending() > maxPending) {
+      if (
+        !this.#paused &&
+        this.#holdingSince !== 0 &&
+        Date.now() - this.#holdingSince > (this.#options.holdMs ?? 2000)
+      ) {
         consumer.pause(consumer.assignments());
         this.#paused = true;
-      } else if (this.#paused && pending() <= maxPending / 2) {
+      } else if (this.#paused && behind <= maxPending / 2) {
         consumer.resume(consumer.assignments());
         this.#paused = false;
       }

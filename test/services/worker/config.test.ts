@@ -5,7 +5,7 @@ import { readWorkerConfig } from "../../../services/worker/config.ts";
 test("the worker configuration has defaults for everything", () => {
   const config = readWorkerConfig({});
   assert.equal(config.worker.httpPort, 9091);
-  assert.equal(config.worker.concurrency, 16);
+  assert.equal(config.worker.concurrency, 64);
   assert.equal(config.worker.retries, 3);
   assert.equal(config.worker.handlerTimeoutMs, 10_000);
   assert.equal(config.worker.groupId, "workers");
