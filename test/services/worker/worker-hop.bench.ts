@@ -18,7 +18,7 @@ import { createWorker } from "../../../services/worker/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { MemoryRegistry } from "../../../shared/registry/memory/index.ts";
 import { repoRoot } from "../../harness/kafka.ts";
-import { ManagedProcess } from "../../harness/process.ts";
+import { ManagedProcess, removeTree } from "../../harness/process.ts";
 import { Collector, requestMessage, sleep } from "./fixtures.ts";
 import { kafkaEnv } from "./kafka-fixtures.ts";
 
@@ -56,15 +56,19 @@ async function main(): Promise<void> {
   const produceRate = REQUESTS / ((performance.now() - produceStarted) / 1000);
   let stopWorker: () => Promise<void>;
   if (MODE === "process") {
+    const logDir = mkdtempSync(join(tmpdir(), "tether-bench-"));
     const child = new ManagedProcess({
       name: "bench-worker",
       command: process.execPath,
       args: ["--import", "tsx", "services/worker/main.ts"],
       cwd: repoRoot,
-      logFile: join(mkdtempSync(join(tmpdir(), "tether-bench-")), "worker.log"),
+      logFile: join(logDir, "worker.log"),
       env: { ...process.env, ...processEnv, TETHER_WORKER_HTTP_PORT: "0", TETHER_LOG_LEVEL: "warn" },
     });
-    stopWorker = () => child.stop(10_000);
+    stopWorker = async () => {
+      await child.stop(10_000);
+      removeTree(logDir);
+    };
   } else {
     const worker = createWorker({
       config,
