@@ -72,6 +72,10 @@ export class LoadGenerator {
   readonly clients: TetherClient[] = [];
   readonly #requests = new Map<string, RequestRecord>();
   readonly #pushesSent = new Set<string>();
+  /** Device index of every push, to tell pushes lost to a stopped client. */
+  readonly #pushDevice = new Map<string, number>();
+  /** Devices whose client stopped on `bye replaced` (another connection of theirs took over). */
+  readonly replaced = new Set<number>();
   readonly #pushesDelivered = new Set<string>();
   readonly #connectedOnce: boolean[] = [];
   #reconnects = 0;
@@ -118,6 +122,9 @@ export class LoadGenerator {
         if (info.wasOpen) this.disconnects.push(Date.now());
       });
       client.on("error", () => {});
+      client.on("replaced", () => {
+        this.replaced.add(index);
+      });
       client.onPush((push) => {
         this.#pushesDelivered.add(push.id);
       });
@@ -253,8 +260,10 @@ export class LoadGenerator {
       const burst = Math.min(due - sent, Math.max(1, rate));
       for (let i = 0; i < burst; i++) {
         counter += 1;
-        const deviceId = this.deviceId((counter * 7919) % this.options.devices);
+        const device = (counter * 7919) % this.options.devices;
+        const deviceId = this.deviceId(device);
         const messageId = `p${counter.toString(36)}`;
+        this.#pushDevice.set(messageId, device);
         const now = Date.now();
         const value: DownlinkRecord = {
           deviceId,
@@ -376,6 +385,17 @@ export class LoadGenerator {
       p50: this.percentile(50),
       p99: this.percentile(99),
     };
+  }
+
+  /** Sent pushes not delivered whose device's client had stopped on `bye replaced`. */
+  pushesLostToReplaced(): number {
+    let count = 0;
+    for (const id of this.#pushesSent) {
+      if (this.#pushesDelivered.has(id)) continue;
+      const device = this.#pushDevice.get(id);
+      if (device !== undefined && this.replaced.has(device)) count += 1;
+    }
+    return count;
   }
 
   /** Ids of acked requests still open (for diagnosing a loss). */

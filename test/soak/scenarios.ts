@@ -146,6 +146,12 @@ function result(
   }
   const stats = r.load.stats();
   if (stats.lost > 0) r.notes.push(`lost ids: ${r.load.lostIds().join(", ")}`);
+  if (r.load.replaced.size > 0) {
+    r.notes.push(
+      `${r.load.replaced.size} devices got \`bye replaced\` on their live connection and stopped ` +
+        `(${r.load.pushesLostToReplaced()} of the undelivered pushes were theirs)`,
+    );
+  }
   return {
     name,
     size,
