@@ -124,6 +124,65 @@ class Committer {
   }
 }
 
+interface Wiring {
+  readonly consumer: NativeConsumer;
+  readonly committer: Committer;
+  readonly loop: FetchLoop;
+}
+
+/** Makes the native consumer with its error listeners, its committer and the loop feeding `dispatcher`. */
+function wire(config: Config, logger: Logger, dispatcher: Dispatcher, tuning: ConsumerTuning): Wiring {
+  let loop: FetchLoop | undefined;
+  const consumer = new native.KafkaConsumer({ ...config, queue_non_empty_cb: () => loop?.wake() });
+  consumer.on("event.error", (error) => logger.warn({ err: kafkaError("consumer", error) }, "Kafka error"));
+  consumer.on("error", (error) => logger.warn({ err: error }, "Kafka client error"));
+  const committer = new Committer(consumer, logger);
+  loop = new FetchLoop({
+    consumer,
+    logger,
+    deliver: (messages) => {
+      for (const message of messages) dispatcher.push(message);
+    },
+    pending: () => dispatcher.pending(),
+    maxPending: tuning.maxPending ?? 1000,
+  });
+  return { consumer, committer, loop };
+}
+
+/**
+ * Stops fetching and waits up to `timeoutMs` for the handlers in flight; when the consumer was
+ * running, then commits what they finished (a failure is logged) and lets go of its partitions.
+ */
+async function windDown(
+  loop: FetchLoop | undefined,
+  dispatcher: Dispatcher,
+  timeoutMs: number,
+  logger: Logger,
+  running: { readonly commit: () => Promise<void>; readonly release: () => void } | undefined,
+): Promise<void> {
+  await loop?.stop();
+  dispatcher.close();
+  await dispatcher.drain(timeoutMs);
+  if (running === undefined) return;
+  try {
+    await withTimeout(running.commit(), 5000, "final commit");
+  } catch (error) {
+    logger.warn({ err: error }, "final commit failed");
+  }
+  try {
+    running.release();
+  } catch {
+    // Not subscribed or assigned (start failed half-way).
+  }
+}
+
+/** Disconnects within 15 s; a disconnect that does not finish is logged, not thrown. */
+function disconnectQuietly(consumer: NativeConsumer, logger: Logger): Promise<void> {
+  return withTimeout(disconnect(consumer), 15_000, "consumer disconnect").catch((error: unknown) =>
+    logger.warn({ err: error }, "consumer disconnect did not finish"),
+  );
+}
+
 type Status = "idle" | "running" | "closing" | "closed";
 
 /** Group member with cooperative-sticky assignment; commits only handled positions. */
@@ -168,22 +227,11 @@ export class KafkaGroupConsumer implements GroupConsumer {
       "partition.assignment.strategy": "cooperative-sticky",
       "auto.offset.reset": this.#options.fromBeginning === false ? "latest" : "earliest",
       rebalance_cb: (error: NativeError, partitions: NativeTopicPartition[]) => this.#onRebalance(error, partitions),
-      queue_non_empty_cb: () => this.#loop?.wake(),
     };
-    const consumer = new native.KafkaConsumer(config);
+    const { consumer, committer, loop } = wire(config, this.#logger, dispatcher, this.#tuning);
     this.#consumer = consumer;
-    consumer.on("event.error", (error) => this.#logger.warn({ err: kafkaError("consumer", error) }, "Kafka error"));
-    consumer.on("error", (error) => this.#logger.warn({ err: error }, "Kafka client error"));
-    this.#committer = new Committer(consumer, this.#logger);
-    this.#loop = new FetchLoop({
-      consumer,
-      logger: this.#logger,
-      deliver: (messages) => {
-        for (const message of messages) dispatcher.push(message);
-      },
-      pending: () => dispatcher.pending(),
-      maxPending: this.#tuning.maxPending ?? 1000,
-    });
+    this.#committer = committer;
+    this.#loop = loop;
     try {
       await connect(consumer, 15_000);
       if (this.#status !== "running") return;
@@ -216,24 +264,17 @@ export class KafkaGroupConsumer implements GroupConsumer {
       this.#status = "closed";
       return;
     }
-    await this.#loop?.stop();
-    dispatcher.close();
-    await dispatcher.drain(timeoutMs);
-    if (wasRunning) {
-      try {
-        await withTimeout(this.#committer!.commit(dispatcher.positions()), 5000, "final commit");
-      } catch (error) {
-        this.#logger.warn({ err: error }, "final commit failed");
-      }
-      try {
-        consumer.unsubscribe();
-      } catch {
-        // Not subscribed (start failed half-way).
-      }
-    }
-    await withTimeout(disconnect(consumer), 15_000, "consumer disconnect").catch((error: unknown) =>
-      this.#logger.warn({ err: error }, "consumer disconnect did not finish"),
+    const committer = this.#committer!;
+    await windDown(
+      this.#loop,
+      dispatcher,
+      timeoutMs,
+      this.#logger,
+      wasRunning
+        ? { commit: () => committer.commit(dispatcher.positions()), release: () => consumer.unsubscribe() }
+        : undefined,
     );
+    await disconnectQuietly(consumer, this.#logger);
     await this.#rebalances;
     this.#assigned.clear();
     this.#status = "closed";
@@ -334,25 +375,15 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
         this.#logger.warn({ err: error, offset: message.offset, attempt }, "handler failed; retrying"),
     });
     this.#dispatcher = dispatcher;
-    const consumer = new native.KafkaConsumer({
+    const config: Config = {
       ...consumerConfig(this.#settings, this.#logger, this.#options.groupId, `slot-${partition}`),
       // Where to start when the group has no committed offset for this partition.
       "auto.offset.reset": this.#options.fallback === "latest" ? "latest" : "earliest",
-      queue_non_empty_cb: () => this.#loop?.wake(),
-    });
+    };
+    const { consumer, committer, loop } = wire(config, this.#logger, dispatcher, this.#tuning);
     this.#consumer = consumer;
-    consumer.on("event.error", (error) => this.#logger.warn({ err: kafkaError("consumer", error) }, "Kafka error"));
-    consumer.on("error", (error) => this.#logger.warn({ err: error }, "Kafka client error"));
-    this.#committer = new Committer(consumer, this.#logger);
-    this.#loop = new FetchLoop({
-      consumer,
-      logger: this.#logger,
-      deliver: (messages) => {
-        for (const message of messages) dispatcher.push(message);
-      },
-      pending: () => dispatcher.pending(),
-      maxPending: this.#tuning.maxPending ?? 1000,
-    });
+    this.#committer = committer;
+    this.#loop = loop;
     try {
       await connect(consumer, 15_000);
       if (this.#status !== "running") return;
@@ -422,24 +453,14 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
       this.#status = "closed";
       return;
     }
-    await this.#loop?.stop();
-    dispatcher.close();
-    await dispatcher.drain(timeoutMs);
-    if (wasRunning) {
-      try {
-        await withTimeout(this.commit(), 5000, "final commit");
-      } catch (error) {
-        this.#logger.warn({ err: error }, "final commit failed");
-      }
-      try {
-        consumer.unassign();
-      } catch {
-        // Start failed half-way.
-      }
-    }
-    this.#status = "closed";
-    await withTimeout(disconnect(consumer), 15_000, "consumer disconnect").catch((error: unknown) =>
-      this.#logger.warn({ err: error }, "consumer disconnect did not finish"),
+    await windDown(
+      this.#loop,
+      dispatcher,
+      timeoutMs,
+      this.#logger,
+      wasRunning ? { commit: () => this.commit(), release: () => consumer.unassign() } : undefined,
     );
+    this.#status = "closed";
+    await disconnectQuietly(consumer, this.#logger);
   }
 }
