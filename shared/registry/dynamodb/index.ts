@@ -28,6 +28,7 @@ import {
 import type { DynamoDbSettings, ResourceNames } from "../../config/index.ts";
 import { type ErrorCode, isTetherError, TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
+import { ClosedGuard, outboxOrder, pageLimit } from "../rules.ts";
 import type {
   ClaimResult,
   ConnectionClaim,
@@ -174,11 +175,26 @@ export function createDynamoClient(
   });
 }
 
-class Guard {
-  closed = false;
+/** One table of a registry: its client, its name and the registry's closed guard. */
+class Table {
+  readonly client: DynamoDBClient;
+  readonly name: string;
+  readonly guard: ClosedGuard;
 
-  check(): void {
-    if (this.closed) throw new TetherError("closed", "registry is closed");
+  constructor(client: DynamoDBClient, name: string, guard: ClosedGuard) {
+    this.client = client;
+    this.name = name;
+    this.guard = guard;
+  }
+
+  /** Runs `call` when the registry is open; whatever it throws comes out as a TetherError. */
+  async run<T>(what: string, call: (client: DynamoDBClient, table: string) => Promise<T>): Promise<T> {
+    this.guard.check();
+    try {
+      return await call(this.client, this.name);
+    } catch (error) {
+      throw dynamoError(what, error);
+    }
   }
 }
 
@@ -195,24 +211,19 @@ function toConnection(item: Item): ConnectionRecord | null {
 }
 
 class DynamoConnectionStore implements ConnectionStore {
-  readonly #client: DynamoDBClient;
-  readonly #table: string;
-  readonly #guard: Guard;
+  readonly #table: Table;
 
-  constructor(client: DynamoDBClient, table: string, guard: Guard) {
-    this.#client = client;
+  constructor(table: Table) {
     this.#table = table;
-    this.#guard = guard;
   }
 
-  async claim(claim: ConnectionClaim): Promise<ClaimResult> {
-    this.#guard.check();
-    try {
+  claim(claim: ConnectionClaim): Promise<ClaimResult> {
+    return this.#table.run("claim connection", async (client, table) => {
       // One atomic write: the epoch goes up by one and the replaced row comes back, so racing
       // claims are serialized by DynamoDB and each sees exactly the one it replaced.
-      const result = await this.#client.send(
+      const result = await client.send(
         new UpdateItemCommand({
-          TableName: this.#table,
+          TableName: table,
           Key: { deviceId: S(claim.deviceId) },
           UpdateExpression: "SET edgeId = :edge, slot = :slot, connId = :conn, connectedAt = :at ADD epoch :one",
           ExpressionAttributeValues: {
@@ -238,30 +249,25 @@ class DynamoConnectionStore implements ConnectionStore {
         },
         previous: old === undefined ? null : toConnection(old),
       };
-    } catch (error) {
-      throw dynamoError("claim connection", error);
-    }
+    });
   }
 
-  async get(deviceId: string): Promise<ConnectionRecord | null> {
-    this.#guard.check();
-    try {
-      const result = await this.#client.send(
-        new GetItemCommand({ TableName: this.#table, Key: { deviceId: S(deviceId) }, ConsistentRead: true }),
+  get(deviceId: string): Promise<ConnectionRecord | null> {
+    return this.#table.run("get connection", async (client, table) => {
+      const result = await client.send(
+        new GetItemCommand({ TableName: table, Key: { deviceId: S(deviceId) }, ConsistentRead: true }),
       );
       return result.Item === undefined ? null : toConnection(result.Item);
-    } catch (error) {
-      throw dynamoError("get connection", error);
-    }
+    });
   }
 
   async release(deviceId: string, connId: string): Promise<boolean> {
-    this.#guard.check();
+    this.#table.guard.check();
     try {
       // Keep deviceId and epoch (a tombstone) so the next claim's epoch is still higher.
-      await this.#client.send(
+      await this.#table.client.send(
         new UpdateItemCommand({
-          TableName: this.#table,
+          TableName: this.#table.name,
           Key: { deviceId: S(deviceId) },
           UpdateExpression: "REMOVE edgeId, slot, connId, connectedAt",
           ConditionExpression: "connId = :conn",
@@ -276,16 +282,13 @@ class DynamoConnectionStore implements ConnectionStore {
   }
 
   async listByEdge(edgeId: string, options: { limit?: number; cursor?: string } = {}): Promise<Page<ConnectionRecord>> {
-    this.#guard.check();
-    const limit = options.limit ?? 100;
-    if (!Number.isInteger(limit) || limit < 1) {
-      throw new TetherError("invalid_argument", "page limit must be a positive whole number");
-    }
+    this.#table.guard.check();
+    const limit = pageLimit(options.limit);
     const start = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
     try {
-      const result = await this.#client.send(
+      const result = await this.#table.client.send(
         new QueryCommand({
-          TableName: this.#table,
+          TableName: this.#table.name,
           IndexName: byEdgeIndex,
           KeyConditionExpression: "edgeId = :edge",
           ExpressionAttributeValues: { ":edge": S(edgeId) },
@@ -315,18 +318,14 @@ function toLease(item: Item): SlotLease {
 }
 
 class DynamoLeaseStore implements LeaseStore {
-  readonly #client: DynamoDBClient;
-  readonly #table: string;
-  readonly #guard: Guard;
+  readonly #table: Table;
 
-  constructor(client: DynamoDBClient, table: string, guard: Guard) {
-    this.#client = client;
+  constructor(table: Table) {
     this.#table = table;
-    this.#guard = guard;
   }
 
   async acquire(lease: { slot: number; edgeId: string; host: string; leaseMs: number }): Promise<SlotLease> {
-    this.#guard.check();
+    this.#table.guard.check();
     const now = Date.now();
     const written: SlotLease = {
       slot: lease.slot,
@@ -336,9 +335,9 @@ class DynamoLeaseStore implements LeaseStore {
       leaseUntil: now + lease.leaseMs,
     };
     try {
-      await this.#client.send(
+      await this.#table.client.send(
         new PutItemCommand({
-          TableName: this.#table,
+          TableName: this.#table.name,
           Item: {
             slot: N(written.slot),
             edgeId: S(written.edgeId),
@@ -364,7 +363,7 @@ class DynamoLeaseStore implements LeaseStore {
   }
 
   async renew(slot: number, edgeId: string, leaseMs: number, connections?: number): Promise<SlotLease> {
-    this.#guard.check();
+    this.#table.guard.check();
     const values: Item = { ":until": N(Date.now() + leaseMs), ":me": S(edgeId) };
     let update = "SET leaseUntil = :until";
     if (connections !== undefined) {
@@ -372,9 +371,9 @@ class DynamoLeaseStore implements LeaseStore {
       values[":count"] = N(connections);
     }
     try {
-      const result = await this.#client.send(
+      const result = await this.#table.client.send(
         new UpdateItemCommand({
-          TableName: this.#table,
+          TableName: this.#table.name,
           Key: { slot: N(slot) },
           UpdateExpression: update,
           ConditionExpression: "edgeId = :me",
@@ -396,11 +395,11 @@ class DynamoLeaseStore implements LeaseStore {
   }
 
   async release(slot: number, edgeId: string): Promise<void> {
-    this.#guard.check();
+    this.#table.guard.check();
     try {
-      await this.#client.send(
+      await this.#table.client.send(
         new DeleteItemCommand({
-          TableName: this.#table,
+          TableName: this.#table.name,
           Key: { slot: N(slot) },
           ConditionExpression: "edgeId = :me",
           ExpressionAttributeValues: { ":me": S(edgeId) },
@@ -412,27 +411,23 @@ class DynamoLeaseStore implements LeaseStore {
     }
   }
 
-  async get(slot: number): Promise<SlotLease | null> {
-    this.#guard.check();
-    try {
-      const result = await this.#client.send(
-        new GetItemCommand({ TableName: this.#table, Key: { slot: N(slot) }, ConsistentRead: true }),
+  get(slot: number): Promise<SlotLease | null> {
+    return this.#table.run("get slot lease", async (client, table) => {
+      const result = await client.send(
+        new GetItemCommand({ TableName: table, Key: { slot: N(slot) }, ConsistentRead: true }),
       );
       return result.Item === undefined ? null : toLease(result.Item);
-    } catch (error) {
-      throw dynamoError("get slot lease", error);
-    }
+    });
   }
 
   async list(): Promise<readonly SlotLease[]> {
-    this.#guard.check();
     const leases: SlotLease[] = [];
-    let start: Item | undefined;
-    try {
+    await this.#table.run("list slot leases", async (client, table) => {
+      let start: Item | undefined;
       do {
-        const page = await this.#client.send(
+        const page = await client.send(
           new ScanCommand({
-            TableName: this.#table,
+            TableName: table,
             ConsistentRead: true,
             ...(start === undefined ? {} : { ExclusiveStartKey: start }),
           }),
@@ -440,30 +435,23 @@ class DynamoLeaseStore implements LeaseStore {
         for (const item of page.Items ?? []) leases.push(toLease(item));
         start = page.LastEvaluatedKey;
       } while (start !== undefined);
-    } catch (error) {
-      throw dynamoError("list slot leases", error);
-    }
+    });
     return leases.sort((a, b) => a.slot - b.slot);
   }
 }
 
 class DynamoOutboxStore implements OutboxStore {
-  readonly #client: DynamoDBClient;
-  readonly #table: string;
-  readonly #guard: Guard;
+  readonly #table: Table;
 
-  constructor(client: DynamoDBClient, table: string, guard: Guard) {
-    this.#client = client;
+  constructor(table: Table) {
     this.#table = table;
-    this.#guard = guard;
   }
 
   async put(entry: OutboxEntry): Promise<void> {
-    this.#guard.check();
-    try {
-      await this.#client.send(
+    await this.#table.run("store outbox entry", (client, table) =>
+      client.send(
         new PutItemCommand({
-          TableName: this.#table,
+          TableName: table,
           Item: {
             deviceId: S(entry.deviceId),
             messageId: S(entry.messageId),
@@ -474,23 +462,20 @@ class DynamoOutboxStore implements OutboxStore {
             expiresAtMs: N(entry.expiresAt),
           },
         }),
-      );
-    } catch (error) {
-      throw dynamoError("store outbox entry", error);
-    }
+      ),
+    );
   }
 
   async list(deviceId: string, limit?: number): Promise<readonly OutboxEntry[]> {
-    this.#guard.check();
-    const now = Date.now();
     const entries: OutboxEntry[] = [];
-    let start: Item | undefined;
-    try {
+    await this.#table.run("list outbox", async (client, table) => {
+      const now = Date.now();
+      let start: Item | undefined;
       do {
         // TTL deletes lazily (within days), so expired rows are filtered here.
-        const page = await this.#client.send(
+        const page = await client.send(
           new QueryCommand({
-            TableName: this.#table,
+            TableName: table,
             KeyConditionExpression: "deviceId = :device",
             FilterExpression: "expiresAtMs > :now",
             ExpressionAttributeValues: { ":device": S(deviceId), ":now": N(now) },
@@ -509,27 +494,14 @@ class DynamoOutboxStore implements OutboxStore {
         }
         start = page.LastEvaluatedKey;
       } while (start !== undefined);
-    } catch (error) {
-      throw dynamoError("list outbox", error);
-    }
-    entries.sort(
-      (a, b) => a.createdAt - b.createdAt || (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0),
-    );
-    return limit === undefined ? entries : entries.slice(0, Math.max(0, limit));
+    });
+    return outboxOrder(entries, limit);
   }
 
   async delete(deviceId: string, messageId: string): Promise<void> {
-    this.#guard.check();
-    try {
-      await this.#client.send(
-        new DeleteItemCommand({
-          TableName: this.#table,
-          Key: { deviceId: S(deviceId), messageId: S(messageId) },
-        }),
-      );
-    } catch (error) {
-      throw dynamoError("delete outbox entry", error);
-    }
+    await this.#table.run("delete outbox entry", (client, table) =>
+      client.send(new DeleteItemCommand({ TableName: table, Key: { deviceId: S(deviceId), messageId: S(messageId) } })),
+    );
   }
 }
 
@@ -541,14 +513,15 @@ export class DynamoRegistry implements Registry {
   readonly outbox: OutboxStore;
   readonly #client: DynamoDBClient;
   readonly #names: ResourceNames;
-  readonly #guard = new Guard();
+  readonly #guard = new ClosedGuard();
 
   constructor(options: DynamoRegistryOptions) {
     this.#client = createDynamoClient(options.settings, options);
     this.#names = options.names;
-    this.connections = new DynamoConnectionStore(this.#client, options.names.connectionsTable, this.#guard);
-    this.leases = new DynamoLeaseStore(this.#client, options.names.edgesTable, this.#guard);
-    this.outbox = new DynamoOutboxStore(this.#client, options.names.outboxTable, this.#guard);
+    const table = (name: string): Table => new Table(this.#client, name, this.#guard);
+    this.connections = new DynamoConnectionStore(table(options.names.connectionsTable));
+    this.leases = new DynamoLeaseStore(table(options.names.edgesTable));
+    this.outbox = new DynamoOutboxStore(table(options.names.outboxTable));
   }
 
   async ping(): Promise<void> {

@@ -4,6 +4,7 @@
  * in this process. The registry contract suite holds both adapters to the same behaviour.
  */
 import { ErrorCode, TetherError } from "../../errors/index.ts";
+import { ClosedGuard, outboxOrder, pageLimit } from "../rules.ts";
 import type {
   ClaimResult,
   ConnectionClaim,
@@ -20,17 +21,6 @@ import type {
 export interface MemoryRegistryOptions {
   /** The clock for lease liveness and outbox expiry; `Date.now` when omitted. */
   readonly now?: () => number;
-}
-
-const defaultPageSize = 100;
-
-/** Guards every store of one registry against use after close. */
-class State {
-  closed = false;
-
-  check(): void {
-    if (this.closed) throw new TetherError(ErrorCode.Closed, "registry is closed");
-  }
 }
 
 function encodeCursor(deviceId: string): string {
@@ -50,12 +40,12 @@ function decodeCursor(cursor: string): string {
 }
 
 class MemoryConnectionStore implements ConnectionStore {
-  readonly #state: State;
+  readonly #state: ClosedGuard;
   readonly #records = new Map<string, ConnectionRecord>();
   /** Highest epoch ever given per device, so a claim after a release still goes up. */
   readonly #epochs = new Map<string, number>();
 
-  constructor(state: State) {
+  constructor(state: ClosedGuard) {
     this.#state = state;
   }
 
@@ -94,10 +84,7 @@ class MemoryConnectionStore implements ConnectionStore {
 
   async listByEdge(edgeId: string, options: { limit?: number; cursor?: string } = {}): Promise<Page<ConnectionRecord>> {
     this.#state.check();
-    const limit = options.limit ?? defaultPageSize;
-    if (!Number.isInteger(limit) || limit < 1) {
-      throw new TetherError(ErrorCode.InvalidArgument, "page limit must be a positive whole number");
-    }
+    const limit = pageLimit(options.limit);
     const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
     const matching = [...this.#records.values()]
       .filter((record) => record.edgeId === edgeId && (after === undefined || record.deviceId > after))
@@ -110,11 +97,11 @@ class MemoryConnectionStore implements ConnectionStore {
 }
 
 class MemoryLeaseStore implements LeaseStore {
-  readonly #state: State;
+  readonly #state: ClosedGuard;
   readonly #now: () => number;
   readonly #leases = new Map<number, SlotLease>();
 
-  constructor(state: State, now: () => number) {
+  constructor(state: ClosedGuard, now: () => number) {
     this.#state = state;
     this.#now = now;
   }
@@ -172,11 +159,11 @@ class MemoryLeaseStore implements LeaseStore {
 }
 
 class MemoryOutboxStore implements OutboxStore {
-  readonly #state: State;
+  readonly #state: ClosedGuard;
   readonly #now: () => number;
   readonly #devices = new Map<string, Map<string, OutboxEntry>>();
 
-  constructor(state: State, now: () => number) {
+  constructor(state: ClosedGuard, now: () => number) {
     this.#state = state;
     this.#now = now;
   }
@@ -210,10 +197,7 @@ class MemoryOutboxStore implements OutboxStore {
       if (entry.expiresAt <= now) entries.delete(messageId);
     }
     if (entries.size === 0) this.#devices.delete(deviceId);
-    const live = [...entries.values()].sort(
-      (a, b) => a.createdAt - b.createdAt || (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0),
-    );
-    return (limit === undefined ? live : live.slice(0, Math.max(0, limit))).map((entry) => ({ ...entry }));
+    return outboxOrder([...entries.values()], limit).map((entry) => ({ ...entry }));
   }
 
   async delete(deviceId: string, messageId: string): Promise<void> {
@@ -231,7 +215,7 @@ export class MemoryRegistry implements Registry {
   readonly connections: ConnectionStore;
   readonly leases: LeaseStore;
   readonly outbox: OutboxStore;
-  readonly #state = new State();
+  readonly #state = new ClosedGuard();
 
   constructor(options: MemoryRegistryOptions = {}) {
     const now = options.now ?? Date.now;
