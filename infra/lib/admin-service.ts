@@ -8,6 +8,7 @@ import * as secretsmanager from "aws-cdk-lib/aws-secretsmanager";
 import { Construct } from "constructs";
 import type { Kafka } from "./kafka.ts";
 import { acknowledge } from "./nag.ts";
+import { privateService, tasksSecurityGroup } from "./service-parts.ts";
 import { ServiceTask } from "./service-task.ts";
 import { acknowledgeConnectionsIndex, type Tables } from "./tables.ts";
 
@@ -92,26 +93,20 @@ export class AdminService extends Construct {
       ec2.Port.tcp(listenerPort),
       "operators in the VPC",
     );
-    const securityGroup = new ec2.SecurityGroup(this, "SecurityGroup", {
+    const securityGroup = tasksSecurityGroup(this, {
       vpc: props.vpc,
+      kafka: props.kafka,
       description: "Tether admin API tasks",
-      allowAllOutbound: true,
+      kafkaPeer: "admin tasks",
     });
     securityGroup.connections.allowFrom(lbSecurityGroup, ec2.Port.tcp(ADMIN_PORT), "admin API from its load balancer");
-    props.kafka.allowFrom(securityGroup, "admin tasks");
 
-    this.service = new ecs.FargateService(this, "Service", {
+    this.service = privateService(this, {
       cluster: props.cluster,
-      taskDefinition: this.task.taskDefinition,
+      task: this.task,
       desiredCount: props.desiredCount,
-      minHealthyPercent: 100,
-      maxHealthyPercent: 200,
-      circuitBreaker: { enable: true, rollback: true },
+      securityGroup,
       healthCheckGracePeriod: Duration.seconds(30),
-      securityGroups: [securityGroup],
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-      assignPublicIp: false,
-      propagateTags: ecs.PropagatedTagSource.SERVICE,
     });
 
     this.loadBalancer = new elbv2.ApplicationLoadBalancer(this, "LoadBalancer", {

@@ -1,5 +1,4 @@
 import { Duration } from "aws-cdk-lib";
-import * as appscaling from "aws-cdk-lib/aws-applicationautoscaling";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as ecs from "aws-cdk-lib/aws-ecs";
@@ -10,6 +9,7 @@ import * as secretsmanager from "aws-cdk-lib/aws-secretsmanager";
 import { Construct } from "constructs";
 import type { Kafka } from "./kafka.ts";
 import { acknowledge, acknowledgeWildcardResource } from "./nag.ts";
+import { metricQuery, privateService, scaleOnCpu, tasksSecurityGroup, trackExpression } from "./service-parts.ts";
 import { ServiceTask } from "./service-task.ts";
 import { type AuthMode, drainTimings } from "./settings.ts";
 import { acknowledgeConnectionsIndex, type Tables } from "./tables.ts";
@@ -151,27 +151,21 @@ export class EdgeService extends Construct {
         lbSecurityGroup.addIngressRule(peer, ec2.Port.tcp(DEVICE_TLS_PORT), "devices, TLS");
       }
     }
-    this.securityGroup = new ec2.SecurityGroup(this, "SecurityGroup", {
+    this.securityGroup = tasksSecurityGroup(this, {
       vpc: props.vpc,
+      kafka: props.kafka,
       description: "Tether edge tasks",
-      allowAllOutbound: true,
+      kafkaPeer: "edge tasks",
     });
     this.securityGroup.connections.allowFrom(lbSecurityGroup, ec2.Port.tcp(DEVICE_PORT), "device traffic from the NLB");
     this.securityGroup.connections.allowFrom(lbSecurityGroup, ec2.Port.tcp(EDGE_HTTP_PORT), "NLB health checks");
-    props.kafka.allowFrom(this.securityGroup, "edge tasks");
 
-    this.service = new ecs.FargateService(this, "Service", {
+    this.service = privateService(this, {
       cluster: props.cluster,
-      taskDefinition: this.task.taskDefinition,
+      task: this.task,
       desiredCount: props.desiredCount,
-      minHealthyPercent: 100,
-      maxHealthyPercent: 200,
-      circuitBreaker: { enable: true, rollback: true },
+      securityGroup: this.securityGroup,
       healthCheckGracePeriod: Duration.seconds(60),
-      securityGroups: [this.securityGroup],
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-      assignPublicIp: false,
-      propagateTags: ecs.PropagatedTagSource.SERVICE,
     });
 
     this.loadBalancer = new elbv2.NetworkLoadBalancer(this, "LoadBalancer", {
@@ -249,61 +243,40 @@ export class EdgeService extends Construct {
       period: Duration.minutes(1),
     });
 
-    const scaling = this.service.autoScaleTaskCount({ minCapacity: props.minCount, maxCapacity: props.maxCount });
     // Scaling in disconnects devices (they reconnect elsewhere), so it waits longer than scaling out.
-    scaling.scaleOnCpuUtilization("Cpu", {
-      targetUtilizationPercent: 60,
-      scaleOutCooldown: Duration.minutes(1),
+    const scaling = scaleOnCpu(this.service, {
+      minCount: props.minCount,
+      maxCount: props.maxCount,
       scaleInCooldown: Duration.minutes(10),
     });
-    // The L2 target-tracking policy takes one metric only; metric math needs the L1 resource.
-    const target = scaling.node.findChild("Target") as appscaling.ScalableTarget;
-    new appscaling.CfnScalingPolicy(this, "ConnectionsScaling", {
+    trackExpression(this, "ConnectionsScaling", scaling, {
       policyName: "connections-per-task",
-      policyType: "TargetTrackingScaling",
-      scalingTargetId: target.scalableTargetId,
-      targetTrackingScalingPolicyConfiguration: {
-        targetValue: props.connectionsPerTask,
-        scaleOutCooldown: 60,
-        scaleInCooldown: 600,
-        customizedMetricSpecification: {
-          metrics: [
-            {
-              id: "flows",
-              returnData: false,
-              metricStat: {
-                metric: {
-                  namespace: "AWS/NetworkELB",
-                  metricName: "ActiveFlowCount",
-                  dimensions: [{ name: "LoadBalancer", value: this.loadBalancer.loadBalancerFullName }],
-                },
-                stat: "Average",
-              },
-            },
-            {
-              id: "healthy",
-              returnData: false,
-              metricStat: {
-                metric: {
-                  namespace: "AWS/NetworkELB",
-                  metricName: "HealthyHostCount",
-                  dimensions: [
-                    { name: "LoadBalancer", value: this.loadBalancer.loadBalancerFullName },
-                    { name: "TargetGroup", value: this.targetGroup.targetGroupFullName },
-                  ],
-                },
-                stat: "Minimum",
-              },
-            },
-            {
-              id: "perTask",
-              expression: "flows / IF(healthy > 0, healthy, 1)",
-              label: "Device connections per edge task",
-              returnData: true,
-            },
-          ],
+      targetValue: props.connectionsPerTask,
+      scaleOutCooldownSeconds: 60,
+      scaleInCooldownSeconds: 600,
+      metrics: [
+        metricQuery("flows", {
+          namespace: "AWS/NetworkELB",
+          metricName: "ActiveFlowCount",
+          dimensions: { LoadBalancer: this.loadBalancer.loadBalancerFullName },
+          stat: "Average",
+        }),
+        metricQuery("healthy", {
+          namespace: "AWS/NetworkELB",
+          metricName: "HealthyHostCount",
+          dimensions: {
+            LoadBalancer: this.loadBalancer.loadBalancerFullName,
+            TargetGroup: this.targetGroup.targetGroupFullName,
+          },
+          stat: "Minimum",
+        }),
+        {
+          id: "perTask",
+          expression: "flows / IF(healthy > 0, healthy, 1)",
+          label: "Device connections per edge task",
+          returnData: true,
         },
-      },
+      ],
     });
   }
 }

@@ -1,10 +1,10 @@
 import { Duration } from "aws-cdk-lib";
-import * as appscaling from "aws-cdk-lib/aws-applicationautoscaling";
-import * as ec2 from "aws-cdk-lib/aws-ec2";
-import * as ecs from "aws-cdk-lib/aws-ecs";
+import type * as ec2 from "aws-cdk-lib/aws-ec2";
+import type * as ecs from "aws-cdk-lib/aws-ecs";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import type { Kafka } from "./kafka.ts";
+import { metricQuery, privateService, scaleOnCpu, tasksSecurityGroup, trackExpression } from "./service-parts.ts";
 import { ServiceTask } from "./service-task.ts";
 import { acknowledgeConnectionsIndex, type Tables } from "./tables.ts";
 
@@ -76,30 +76,23 @@ export class WorkerService extends Construct {
       createTopics: true,
     });
 
-    this.securityGroup = new ec2.SecurityGroup(this, "SecurityGroup", {
+    this.securityGroup = tasksSecurityGroup(this, {
       vpc: props.vpc,
+      kafka: props.kafka,
       description: "Tether worker tasks (no inbound)",
-      allowAllOutbound: true,
+      kafkaPeer: "worker tasks",
     });
-    props.kafka.allowFrom(this.securityGroup, "worker tasks");
 
-    this.service = new ecs.FargateService(this, "Service", {
+    this.service = privateService(this, {
       cluster: props.cluster,
-      taskDefinition: this.task.taskDefinition,
+      task: this.task,
       desiredCount: props.desiredCount,
-      minHealthyPercent: 100,
-      maxHealthyPercent: 200,
-      circuitBreaker: { enable: true, rollback: true },
-      securityGroups: [this.securityGroup],
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-      assignPublicIp: false,
-      propagateTags: ecs.PropagatedTagSource.SERVICE,
+      securityGroup: this.securityGroup,
     });
 
-    const scaling = this.service.autoScaleTaskCount({ minCapacity: props.minCount, maxCapacity: props.maxCount });
-    scaling.scaleOnCpuUtilization("Cpu", {
-      targetUtilizationPercent: 60,
-      scaleOutCooldown: Duration.minutes(1),
+    const scaling = scaleOnCpu(this.service, {
+      minCount: props.minCount,
+      maxCount: props.maxCount,
       scaleInCooldown: Duration.minutes(5),
     });
 
@@ -107,59 +100,38 @@ export class WorkerService extends Construct {
     // Lag is only published for stable groups, so a missing point counts as no backlog.
     const kafka = props.kafka;
     if (kafka.clusterName !== undefined) {
-      const lagQuery = (id: string, group: string, topic: string) => ({
-        id,
-        returnData: false,
-        metricStat: {
-          metric: {
-            namespace: "AWS/Kafka",
-            metricName: "SumOffsetLag",
-            dimensions: [
-              { name: "Cluster Name", value: kafka.clusterName ?? "" },
-              { name: "Consumer Group", value: kafka.group(group) },
-              { name: "Topic", value: topic },
-            ],
+      const lagQuery = (id: string, group: string, topic: string) =>
+        metricQuery(id, {
+          namespace: "AWS/Kafka",
+          metricName: "SumOffsetLag",
+          dimensions: {
+            "Cluster Name": kafka.clusterName ?? "",
+            "Consumer Group": kafka.group(group),
+            Topic: topic,
           },
           stat: "Maximum",
-        },
-      });
-      const target = scaling.node.findChild("Target") as appscaling.ScalableTarget;
-      new appscaling.CfnScalingPolicy(this, "LagScaling", {
+        });
+      trackExpression(this, "LagScaling", scaling, {
         policyName: "lag-per-task",
-        policyType: "TargetTrackingScaling",
-        scalingTargetId: target.scalableTargetId,
-        targetTrackingScalingPolicyConfiguration: {
-          targetValue: props.lagPerTask,
-          scaleOutCooldown: 60,
-          scaleInCooldown: 300,
-          customizedMetricSpecification: {
-            metrics: [
-              lagQuery("requests", WORKER_GROUP, names.requestsTopic),
-              lagQuery("downlink", ROUTER_GROUP, names.downlinkTopic),
-              {
-                id: "tasks",
-                returnData: false,
-                metricStat: {
-                  metric: {
-                    namespace: "ECS/ContainerInsights",
-                    metricName: "RunningTaskCount",
-                    dimensions: [
-                      { name: "ClusterName", value: props.cluster.clusterName },
-                      { name: "ServiceName", value: this.service.serviceName },
-                    ],
-                  },
-                  stat: "Average",
-                },
-              },
-              {
-                id: "backlogPerTask",
-                expression: "(FILL(requests, 0) + FILL(downlink, 0)) / IF(tasks > 0, tasks, 1)",
-                label: "Kafka backlog per worker task",
-                returnData: true,
-              },
-            ],
+        targetValue: props.lagPerTask,
+        scaleOutCooldownSeconds: 60,
+        scaleInCooldownSeconds: 300,
+        metrics: [
+          lagQuery("requests", WORKER_GROUP, names.requestsTopic),
+          lagQuery("downlink", ROUTER_GROUP, names.downlinkTopic),
+          metricQuery("tasks", {
+            namespace: "ECS/ContainerInsights",
+            metricName: "RunningTaskCount",
+            dimensions: { ClusterName: props.cluster.clusterName, ServiceName: this.service.serviceName },
+            stat: "Average",
+          }),
+          {
+            id: "backlogPerTask",
+            expression: "(FILL(requests, 0) + FILL(downlink, 0)) / IF(tasks > 0, tasks, 1)",
+            label: "Kafka backlog per worker task",
+            returnData: true,
           },
-        },
+        ],
       });
     }
   }
