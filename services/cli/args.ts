@@ -6,6 +6,7 @@ import { type ParseArgsConfig, parseArgs } from "node:util";
 import { SignJWT } from "jose";
 import { hmacToken } from "../../shared/auth/index.ts";
 import { isValidDeviceId } from "../../shared/protocol/index.ts";
+import type { TetherClientOptions } from "../../shared/sdk/index.ts";
 import { type CliIo, UsageError } from "./io.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -147,6 +148,33 @@ export function connectionSettings(parsed: Parsed, io: CliIo, timeoutFallbackMs 
     return undefined;
   };
   return { host, port, tls, timeoutMs, tokenFor };
+}
+
+/**
+ * Client options for one device from the connection settings: its token, TLS, and the timeout
+ * for both requests and connecting; `overrides` carries what the command chooses itself.
+ */
+export async function clientOptions(
+  settings: ConnectionSettings,
+  deviceId: string,
+  overrides: Partial<TetherClientOptions> = {},
+): Promise<TetherClientOptions> {
+  return {
+    host: settings.host,
+    port: settings.port,
+    deviceId,
+    token: await settings.tokenFor(deviceId),
+    tls: settings.tls,
+    requestTimeoutMs: settings.timeoutMs,
+    connectTimeoutMs: settings.timeoutMs,
+    ...overrides,
+  };
+}
+
+/** `--device`, checked, or a random `cli-…` id when it is not given. */
+export function deviceOption(parsed: Parsed): string {
+  const device = stringOption(parsed, "device");
+  return device === undefined ? randomDeviceId("cli") : deviceIdArgument(device, "--device");
 }
 
 /** An HS256 JWT for a device: `sub` = deviceId, expiring after `ttlSec`. */

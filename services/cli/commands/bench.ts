@@ -4,6 +4,7 @@ import { build, type Histogram } from "hdr-histogram-js";
 import { isTetherRequestError, TetherClient } from "../../../shared/sdk/index.ts";
 import {
   type ConnectionSettings,
+  clientOptions,
   connectionOptions,
   connectionSettings,
   flag,
@@ -161,17 +162,12 @@ export async function runBench(
     const gapMs = options.connectRate === undefined ? 0 : 1000 / options.connectRate;
     for (let i = 0; i < options.devices && !deps.signal.aborted; i++) {
       const deviceId = `${options.deviceIdPrefix}-${i}`;
-      const client = new TetherClient({
-        host: settings.host,
-        port: settings.port,
-        deviceId,
-        token: await settings.tokenFor(deviceId),
-        tls: settings.tls,
-        requestTimeoutMs: settings.timeoutMs,
-        connectTimeoutMs: settings.timeoutMs,
-        reconnect: { initialMs: 100, maxMs: 2000, jitter: 1 },
-        ...(options.spreadAddresses > 0 ? { localAddress: `127.0.0.${2 + (i % options.spreadAddresses)}` } : {}),
-      });
+      const client = new TetherClient(
+        await clientOptions(settings, deviceId, {
+          reconnect: { initialMs: 100, maxMs: 2000, jitter: 1 },
+          ...(options.spreadAddresses > 0 ? { localAddress: `127.0.0.${2 + (i % options.spreadAddresses)}` } : {}),
+        }),
+      );
       clients.push(client);
       attempts.push(
         withTimeout(client.connect(), settings.timeoutMs).then(

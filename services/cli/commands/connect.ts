@@ -3,14 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { createInterface, type Interface } from "node:readline";
 import { isTetherRequestError, TetherClient } from "../../../shared/sdk/index.ts";
-import {
-  connectionOptions,
-  connectionSettings,
-  deviceIdArgument,
-  parse,
-  randomDeviceId,
-  stringOption,
-} from "../args.ts";
+import { clientOptions, connectionOptions, connectionSettings, deviceOption, parse } from "../args.ts";
 import { type CliIo, CommandError, UsageError, writeLine } from "../io.ts";
 
 export const connectUsage = `tether connect [--device ID] [connection options]
@@ -30,8 +23,7 @@ export async function connectCommand(args: readonly string[], io: CliIo): Promis
   if (parsed.positionals.length > 0)
     throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`);
   const settings = connectionSettings(parsed, io, 30_000);
-  const device = stringOption(parsed, "device");
-  const deviceId = device === undefined ? randomDeviceId("cli") : deviceIdArgument(device, "--device");
+  const deviceId = deviceOption(parsed);
   const interactive = io.stdin.isTTY === true;
   // On a terminal, output that arrives while the user types is printed above the prompt line.
   let rl: Interface | undefined;
@@ -47,16 +39,12 @@ export async function connectCommand(args: readonly string[], io: CliIo): Promis
   const out = (text: string): void => print(io.stdout, text);
   const note = (text: string): void => print(io.stderr, text);
 
-  const client = new TetherClient({
-    host: settings.host,
-    port: settings.port,
-    deviceId,
-    token: await settings.tokenFor(deviceId),
-    tls: settings.tls,
-    requestTimeoutMs: settings.timeoutMs,
-    connectTimeoutMs: Math.min(settings.timeoutMs, 10_000),
-    reconnect: interactive ? { initialMs: 200, maxMs: 5000, jitter: 1 } : false,
-  });
+  const client = new TetherClient(
+    await clientOptions(settings, deviceId, {
+      connectTimeoutMs: Math.min(settings.timeoutMs, 10_000),
+      reconnect: interactive ? { initialMs: 200, maxMs: 5000, jitter: 1 } : false,
+    }),
+  );
   client.on("connected", (info) =>
     note(
       `connected to ${settings.host}:${settings.port} as ${deviceId} (edge ${info.edgeId}, connection ${info.connId})`,

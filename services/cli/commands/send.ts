@@ -2,12 +2,12 @@
 
 import { isTetherRequestError, TetherClient } from "../../../shared/sdk/index.ts";
 import {
+  clientOptions,
   connectionOptions,
   connectionSettings,
-  deviceIdArgument,
+  deviceOption,
   jsonArgument,
   parse,
-  randomDeviceId,
   stringOption,
 } from "../args.ts";
 import { type CliIo, CommandError, UsageError, writeLine } from "../io.ts";
@@ -23,20 +23,10 @@ export async function sendCommand(args: readonly string[], io: CliIo): Promise<n
   if (rest.length > 0) throw new UsageError("send takes a type and at most one JSON body (quote the JSON)");
   const body = jsonArgument(json, "the body");
   const settings = connectionSettings(parsed, io);
-  const device = stringOption(parsed, "device");
-  const deviceId = device === undefined ? randomDeviceId("cli") : deviceIdArgument(device, "--device");
+  const deviceId = deviceOption(parsed);
   const id = stringOption(parsed, "id");
 
-  const client = new TetherClient({
-    host: settings.host,
-    port: settings.port,
-    deviceId,
-    token: await settings.tokenFor(deviceId),
-    tls: settings.tls,
-    requestTimeoutMs: settings.timeoutMs,
-    connectTimeoutMs: settings.timeoutMs,
-    reconnect: false,
-  });
+  const client = new TetherClient(await clientOptions(settings, deviceId, { reconnect: false }));
   try {
     await client.connect();
     const answer = await client.request(type, body, { ...(id === undefined ? {} : { id }) });
