@@ -169,7 +169,11 @@ function clusterId(): string {
   }
 }
 
-function javaArgs(libs: string, dir: string, heap: string, main: string, rest: readonly string[]): string[] {
+/**
+ * The JVM command line of one Kafka tool or broker: `heap` as its maximum heap, the jars in
+ * `libs`, the log4j2 settings in `dir`, then `main` and its arguments.
+ */
+export function javaArgs(libs: string, dir: string, heap: string, main: string, rest: readonly string[]): string[] {
   return [
     `-Xmx${heap}`,
     "-Xms64m",

@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dynamoJar } from "../harness/dynamodb.ts";
-import { ensureKafkaLibs, startKafka } from "../harness/kafka.ts";
+import { ensureKafkaLibs, javaArgs, startKafka } from "../harness/kafka.ts";
 import { freePort, httpAnswers, kafkaMetadataBrokers } from "../harness/net.ts";
 import { delay, ManagedProcess, removeTree } from "../harness/process.ts";
 
@@ -42,24 +42,6 @@ function track(process_: ManagedProcess): ManagedProcess {
     });
   }
   return process_;
-}
-
-function kafkaJavaArgs(libs: string, dir: string, config: string): string[] {
-  return [
-    "-Xmx512m",
-    "-Xms64m",
-    "-Xss512k",
-    "-XX:+UseG1GC",
-    "-XX:MaxGCPauseMillis=20",
-    "-XX:+ExitOnOutOfMemoryError",
-    "-Djava.awt.headless=true",
-    "-Djava.net.preferIPv4Stack=true",
-    `-Dlog4j2.configurationFile=${join(dir, "log4j2.properties")}`,
-    "-cp",
-    `${libs}/*`,
-    "kafka.Kafka",
-    config,
-  ];
 }
 
 async function waitFor(what: string, node: ManagedProcess, check: () => Promise<boolean>, timeoutMs: number) {
@@ -135,7 +117,7 @@ export async function startControllableCluster(log: (line: string) => void = () 
         new ManagedProcess({
           name: "kafka",
           command: "java",
-          args: kafkaJavaArgs(libs, kafkaDir, join(kafkaDir, "server.properties")),
+          args: javaArgs(libs, kafkaDir, "512m", "kafka.Kafka", [join(kafkaDir, "server.properties")]),
           cwd: kafkaDir,
           logFile: join(kafkaDir, "kafka.log"),
         }),
