@@ -154,6 +154,11 @@ function partitionId(topic: string, partition: number): string {
   return `${topic}:${partition}`;
 }
 
+function splitPartitionId(id: string): { topic: string; partition: number } {
+  const separator = id.lastIndexOf(":");
+  return { topic: id.slice(0, separator), partition: Number(id.slice(separator + 1)) };
+}
+
 /** The shared state behind one {@link MemoryBroker}: its topics, groups and offsets. */
 class Cluster {
   readonly logger: Logger | undefined;
@@ -486,30 +491,68 @@ class MemoryProducer implements Producer {
   }
 }
 
-function makeDispatcher(
-  cluster: Cluster,
-  options: { concurrency?: number; orderBy?: "key" | "partition" },
-  handler: MessageHandler,
-  afterHandler: () => void,
-): Dispatcher {
-  return new Dispatcher({
-    handler: async (message) => {
-      try {
-        await handler(message);
-      } finally {
-        // The dispatcher updates its counters after the handler settles; look after that.
-        setImmediate(afterHandler);
-      }
-    },
-    concurrency: options.concurrency,
-    orderBy: options.orderBy,
-    onError: (error, message, attempt) => {
-      cluster.logger?.warn(
-        { err: error, topic: message.topic, partition: message.partition, offset: message.offset, attempt },
-        "handler failed; retrying",
-      );
-    },
-  });
+function checkStartable(closed: boolean, started: boolean): void {
+  if (closed) throw new TetherError(ErrorCode.Closed, "consumer is closed");
+  if (started) throw new TetherError(ErrorCode.InvalidArgument, "consumer already started");
+}
+
+/**
+ * What a started consumer runs: the dispatcher, the fetcher feeding it, and commits of handled
+ * positions, at most one per turn of the event loop.
+ */
+class Consumption {
+  readonly dispatcher: Dispatcher;
+  readonly fetcher: Fetcher;
+  readonly #commit: () => void;
+  #commitScheduled = false;
+
+  constructor(
+    cluster: Cluster,
+    options: { concurrency?: number; orderBy?: "key" | "partition" },
+    handler: MessageHandler,
+    commit: () => void,
+  ) {
+    this.#commit = commit;
+    this.dispatcher = new Dispatcher({
+      handler: async (message) => {
+        try {
+          await handler(message);
+        } finally {
+          // The dispatcher updates its counters after the handler settles; look after that.
+          setImmediate(() => {
+            this.fetcher.schedule();
+            this.#scheduleCommit();
+          });
+        }
+      },
+      concurrency: options.concurrency,
+      orderBy: options.orderBy,
+      onError: (error, message, attempt) => {
+        cluster.logger?.warn(
+          { err: error, topic: message.topic, partition: message.partition, offset: message.offset, attempt },
+          "handler failed; retrying",
+        );
+      },
+    });
+    this.fetcher = new Fetcher(this.dispatcher, cluster.maxPending);
+  }
+
+  /** Stops fetching, waits up to `timeoutMs` for the handlers in flight, then commits. */
+  async stop(timeoutMs: number): Promise<void> {
+    this.fetcher.stop();
+    this.dispatcher.close();
+    await this.dispatcher.drain(timeoutMs);
+    this.#commit();
+  }
+
+  #scheduleCommit(): void {
+    if (this.#commitScheduled) return;
+    this.#commitScheduled = true;
+    setImmediate(() => {
+      this.#commitScheduled = false;
+      this.#commit();
+    });
+  }
 }
 
 const defaultCloseTimeoutMs = 10_000;
@@ -520,12 +563,10 @@ class MemoryGroupConsumer implements GroupConsumer {
   readonly #group: GroupState;
   readonly #member: GroupMember;
   readonly #owned = new Set<string>();
-  #dispatcher: Dispatcher | undefined;
-  #fetcher: Fetcher | undefined;
+  #run: Consumption | undefined;
   #started = false;
   #closed = false;
   #closing: Promise<void> | undefined;
-  #commitScheduled = false;
 
   constructor(cluster: Cluster, options: GroupConsumerOptions) {
     this.#cluster = cluster;
@@ -542,15 +583,9 @@ class MemoryGroupConsumer implements GroupConsumer {
   }
 
   async start(handler: MessageHandler): Promise<void> {
-    if (this.#closed) throw new TetherError(ErrorCode.Closed, "consumer is closed");
-    if (this.#started) throw new TetherError(ErrorCode.InvalidArgument, "consumer already started");
+    checkStartable(this.#closed, this.#started);
     this.#started = true;
-    const dispatcher = makeDispatcher(this.#cluster, this.#options, handler, () => {
-      this.#fetcher?.schedule();
-      this.#scheduleCommit();
-    });
-    this.#dispatcher = dispatcher;
-    this.#fetcher = new Fetcher(dispatcher, this.#cluster.maxPending);
+    this.#run = new Consumption(this.#cluster, this.#options, handler, () => this.#commit());
     await this.#cluster.join(this.#group, this.#member);
   }
 
@@ -565,12 +600,8 @@ class MemoryGroupConsumer implements GroupConsumer {
 
   async #close(timeoutMs: number): Promise<void> {
     this.#closed = true;
-    const dispatcher = this.#dispatcher;
-    if (dispatcher === undefined) return;
-    this.#fetcher?.stop();
-    dispatcher.close();
-    await dispatcher.drain(timeoutMs);
-    this.#commit();
+    if (this.#run === undefined) return;
+    await this.#run.stop(timeoutMs);
     this.#owned.clear();
     await this.#cluster.leave(this.#group, this.#member);
   }
@@ -578,57 +609,42 @@ class MemoryGroupConsumer implements GroupConsumer {
   #assign(ids: readonly string[]): void {
     if (this.#closed) return;
     for (const id of ids) {
-      const separator = id.lastIndexOf(":");
-      const topic = id.slice(0, separator);
-      const partition = Number(id.slice(separator + 1));
+      const { topic, partition } = splitPartitionId(id);
       const log = this.#cluster.log(topic, partition);
       if (log === undefined) continue;
       const committed = this.#cluster.committed(this.#group.id, topic, partition);
       const start = committed ?? (this.#options.fromBeginning === false ? log.end() : log.start());
       this.#owned.add(id);
-      this.#fetcher?.add(log, start);
+      this.#run?.fetcher.add(log, start);
     }
   }
 
   async #revoke(ids: readonly string[]): Promise<void> {
-    const dispatcher = this.#dispatcher;
+    const run = this.#run;
     await Promise.all(
       ids.map(async (id) => {
         this.#owned.delete(id);
-        this.#fetcher?.remove(id);
-        if (dispatcher === undefined) return;
-        const separator = id.lastIndexOf(":");
-        const topic = id.slice(0, separator);
-        const partition = Number(id.slice(separator + 1));
+        run?.fetcher.remove(id);
+        if (run === undefined) return;
+        const { topic, partition } = splitPartitionId(id);
         // A handler that never finishes must not hold the whole group's rebalance, as Kafka's
         // rebalance timeout would not; its partition moves on uncommitted (at-least-once).
         let timer: NodeJS.Timeout | undefined;
         const late = new Promise<number>((resolve) => {
           timer = setTimeout(() => resolve(-1), this.#cluster.rebalanceTimeoutMs);
         });
-        const position = await Promise.race([dispatcher.revoke(topic, partition), late]);
+        const position = await Promise.race([run.dispatcher.revoke(topic, partition), late]);
         clearTimeout(timer);
         if (position >= 0) this.#cluster.commit(this.#group.id, topic, partition, position);
       }),
     );
   }
 
-  #scheduleCommit(): void {
-    if (this.#commitScheduled) return;
-    this.#commitScheduled = true;
-    setImmediate(() => {
-      this.#commitScheduled = false;
-      this.#commit();
-    });
-  }
-
   #commit(): void {
-    const dispatcher = this.#dispatcher;
+    const dispatcher = this.#run?.dispatcher;
     if (dispatcher === undefined) return;
     for (const id of this.#owned) {
-      const separator = id.lastIndexOf(":");
-      const topic = id.slice(0, separator);
-      const partition = Number(id.slice(separator + 1));
+      const { topic, partition } = splitPartitionId(id);
       const position = dispatcher.position(topic, partition);
       if (position >= 0) this.#cluster.commit(this.#group.id, topic, partition, position);
     }
@@ -638,12 +654,10 @@ class MemoryGroupConsumer implements GroupConsumer {
 class MemoryPartitionConsumer implements PartitionConsumer {
   readonly #cluster: Cluster;
   readonly #options: PartitionConsumerOptions;
-  #dispatcher: Dispatcher | undefined;
-  #fetcher: Fetcher | undefined;
+  #run: Consumption | undefined;
   #started = false;
   #closed = false;
   #closing: Promise<void> | undefined;
-  #commitScheduled = false;
 
   constructor(cluster: Cluster, options: PartitionConsumerOptions) {
     this.#cluster = cluster;
@@ -651,8 +665,7 @@ class MemoryPartitionConsumer implements PartitionConsumer {
   }
 
   async start(handler: MessageHandler): Promise<void> {
-    if (this.#closed) throw new TetherError(ErrorCode.Closed, "consumer is closed");
-    if (this.#started) throw new TetherError(ErrorCode.InvalidArgument, "consumer already started");
+    checkStartable(this.#closed, this.#started);
     const { topic, partition, groupId } = this.#options;
     const log = this.#cluster.log(topic, partition);
     if (log === undefined) {
@@ -662,15 +675,10 @@ class MemoryPartitionConsumer implements PartitionConsumer {
       });
     }
     this.#started = true;
-    const dispatcher = makeDispatcher(this.#cluster, this.#options, handler, () => {
-      this.#fetcher?.schedule();
-      this.#scheduleCommit();
-    });
-    this.#dispatcher = dispatcher;
-    this.#fetcher = new Fetcher(dispatcher, this.#cluster.maxPending);
+    this.#run = new Consumption(this.#cluster, this.#options, handler, () => this.#commit());
     const committed = this.#cluster.committed(groupId, topic, partition);
     const start = committed ?? (this.#options.fallback === "latest" ? log.end() : log.start());
-    this.#fetcher.add(log, start);
+    this.#run.fetcher.add(log, start);
   }
 
   async commit(): Promise<void> {
@@ -684,26 +692,12 @@ class MemoryPartitionConsumer implements PartitionConsumer {
 
   async #close(timeoutMs: number): Promise<void> {
     this.#closed = true;
-    const dispatcher = this.#dispatcher;
-    if (dispatcher === undefined) return;
-    this.#fetcher?.stop();
-    dispatcher.close();
-    await dispatcher.drain(timeoutMs);
-    this.#commit();
-  }
-
-  #scheduleCommit(): void {
-    if (this.#commitScheduled) return;
-    this.#commitScheduled = true;
-    setImmediate(() => {
-      this.#commitScheduled = false;
-      this.#commit();
-    });
+    await this.#run?.stop(timeoutMs);
   }
 
   #commit(): void {
     const { topic, partition, groupId } = this.#options;
-    const position = this.#dispatcher?.position(topic, partition) ?? -1;
+    const position = this.#run?.dispatcher.position(topic, partition) ?? -1;
     if (position >= 0) this.#cluster.commit(groupId, topic, partition, position);
   }
 }
