@@ -1,7 +1,7 @@
 import type { KafkaSettings } from "../../config/index.ts";
 import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
-import { Dispatcher } from "../dispatch.ts";
+import { Dispatcher, type DispatcherOptions } from "../dispatch.ts";
 import type {
   GroupConsumer,
   GroupConsumerOptions,
@@ -124,14 +124,20 @@ class Committer {
   }
 }
 
-interface Wiring {
+/** What a started consumer runs. */
+interface Run {
   readonly consumer: NativeConsumer;
+  readonly dispatcher: Dispatcher;
   readonly committer: Committer;
   readonly loop: FetchLoop;
 }
 
-/** Makes the native consumer with its error listeners, its committer and the loop feeding `dispatcher`. */
-function wire(config: Config, logger: Logger, dispatcher: Dispatcher, tuning: ConsumerTuning): Wiring {
+/**
+ * Makes the dispatcher, the native consumer (with its error listeners) and its committer, and
+ * the loop feeding the one from the other. Nothing connects yet.
+ */
+function makeRun(config: Config, logger: Logger, tuning: ConsumerTuning, dispatch: DispatcherOptions): Run {
+  const dispatcher = new Dispatcher(dispatch);
   let loop: FetchLoop | undefined;
   const consumer = new native.KafkaConsumer({ ...config, queue_non_empty_cb: () => loop?.wake() });
   consumer.on("event.error", (error) => logger.warn({ err: kafkaError("consumer", error) }, "Kafka error"));
@@ -146,7 +152,7 @@ function wire(config: Config, logger: Logger, dispatcher: Dispatcher, tuning: Co
     pending: () => dispatcher.pending(),
     maxPending: tuning.maxPending ?? 1000,
   });
-  return { consumer, committer, loop };
+  return { consumer, dispatcher, committer, loop };
 }
 
 /**
@@ -154,15 +160,14 @@ function wire(config: Config, logger: Logger, dispatcher: Dispatcher, tuning: Co
  * running, then commits what they finished (a failure is logged) and lets go of its partitions.
  */
 async function windDown(
-  loop: FetchLoop | undefined,
-  dispatcher: Dispatcher,
+  run: Run,
   timeoutMs: number,
   logger: Logger,
   running: { readonly commit: () => Promise<void>; readonly release: () => void } | undefined,
 ): Promise<void> {
-  await loop?.stop();
-  dispatcher.close();
-  await dispatcher.drain(timeoutMs);
+  await run.loop.stop();
+  run.dispatcher.close();
+  await run.dispatcher.drain(timeoutMs);
   if (running === undefined) return;
   try {
     await withTimeout(running.commit(), 5000, "final commit");
@@ -193,10 +198,7 @@ export class KafkaGroupConsumer implements GroupConsumer {
   readonly #tuning: ConsumerTuning;
   readonly #assigned = new Set<string>();
   #status: Status = "idle";
-  #consumer: NativeConsumer | undefined;
-  #dispatcher: Dispatcher | undefined;
-  #loop: FetchLoop | undefined;
-  #committer: Committer | undefined;
+  #run: Run | undefined;
   #commitTimer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
   #rebalances: Promise<void> = Promise.resolve();
@@ -211,7 +213,13 @@ export class KafkaGroupConsumer implements GroupConsumer {
   async start(handler: MessageHandler): Promise<void> {
     if (this.#status !== "idle") throw new TetherError("invalid_argument", "group consumer already started or closed");
     this.#status = "running";
-    const dispatcher = new Dispatcher({
+    const config: Config = {
+      ...consumerConfig(this.#settings, this.#logger, this.#options.groupId, "group"),
+      "partition.assignment.strategy": "cooperative-sticky",
+      "auto.offset.reset": this.#options.fromBeginning === false ? "latest" : "earliest",
+      rebalance_cb: (error: NativeError, partitions: NativeTopicPartition[]) => this.#onRebalance(error, partitions),
+    };
+    const run = makeRun(config, this.#logger, this.#tuning, {
       handler,
       concurrency: this.#options.concurrency,
       orderBy: this.#options.orderBy,
@@ -221,26 +229,16 @@ export class KafkaGroupConsumer implements GroupConsumer {
           "handler failed; retrying",
         ),
     });
-    this.#dispatcher = dispatcher;
-    const config: Config = {
-      ...consumerConfig(this.#settings, this.#logger, this.#options.groupId, "group"),
-      "partition.assignment.strategy": "cooperative-sticky",
-      "auto.offset.reset": this.#options.fromBeginning === false ? "latest" : "earliest",
-      rebalance_cb: (error: NativeError, partitions: NativeTopicPartition[]) => this.#onRebalance(error, partitions),
-    };
-    const { consumer, committer, loop } = wire(config, this.#logger, dispatcher, this.#tuning);
-    this.#consumer = consumer;
-    this.#committer = committer;
-    this.#loop = loop;
+    this.#run = run;
     try {
-      await connect(consumer, 15_000);
+      await connect(run.consumer, 15_000);
       if (this.#status !== "running") return;
-      consumer.subscribe([...this.#options.topics]);
+      run.consumer.subscribe([...this.#options.topics]);
     } catch (error) {
       await this.close(0);
       throw kafkaError("group consumer start", error);
     }
-    this.#loop.start();
+    run.loop.start();
     this.#commitTimer = setInterval(() => void this.#commitQuietly(), this.#tuning.commitIntervalMs ?? 500);
     this.#commitTimer.unref();
   }
@@ -258,23 +256,20 @@ export class KafkaGroupConsumer implements GroupConsumer {
     const wasRunning = this.#status === "running";
     this.#status = "closing";
     clearInterval(this.#commitTimer);
-    const consumer = this.#consumer;
-    const dispatcher = this.#dispatcher;
-    if (consumer === undefined || dispatcher === undefined) {
+    const run = this.#run;
+    if (run === undefined) {
       this.#status = "closed";
       return;
     }
-    const committer = this.#committer!;
     await windDown(
-      this.#loop,
-      dispatcher,
+      run,
       timeoutMs,
       this.#logger,
       wasRunning
-        ? { commit: () => committer.commit(dispatcher.positions()), release: () => consumer.unsubscribe() }
+        ? { commit: () => run.committer.commit(run.dispatcher.positions()), release: () => run.consumer.unsubscribe() }
         : undefined,
     );
-    await disconnectQuietly(consumer, this.#logger);
+    await disconnectQuietly(run.consumer, this.#logger);
     await this.#rebalances;
     this.#assigned.clear();
     this.#status = "closed";
@@ -286,19 +281,18 @@ export class KafkaGroupConsumer implements GroupConsumer {
   }
 
   async #rebalance(error: NativeError, partitions: NativeTopicPartition[]): Promise<void> {
-    const consumer = this.#consumer!;
+    const { consumer, dispatcher, committer, loop } = this.#run!;
     const cooperative = consumer.rebalanceProtocol() === "COOPERATIVE";
     if (error.code === codes.assignPartitions) {
       for (const p of partitions) this.#assigned.add(`${p.topic}:${p.partition}`);
       this.#logger.info({ partitions: partitions.map((p) => `${p.topic}:${p.partition}`) }, "partitions assigned");
       if (cooperative) consumer.incrementalAssign(partitions);
       else consumer.assign(partitions);
-      if (this.#loop?.paused()) consumer.pause(partitions);
+      if (loop.paused()) consumer.pause(partitions);
       return;
     }
     if (error.code === codes.revokePartitions) {
       const lost = consumer.assignmentLost();
-      const dispatcher = this.#dispatcher!;
       const finals = new Map<string, number>();
       await Promise.all(
         partitions.map(async (p) => {
@@ -310,12 +304,12 @@ export class KafkaGroupConsumer implements GroupConsumer {
       );
       if (!lost && finals.size > 0) {
         try {
-          await withTimeout(this.#committer!.commit(finals), 5000, "commit on revoke");
+          await withTimeout(committer.commit(finals), 5000, "commit on revoke");
         } catch (failure) {
           this.#logger.warn({ err: failure }, "commit on revoke failed");
         }
       }
-      for (const id of finals.keys()) this.#committer!.forget(id);
+      for (const id of finals.keys()) committer.forget(id);
       this.#logger.info({ partitions: partitions.map((p) => `${p.topic}:${p.partition}`), lost }, "partitions revoked");
       if (cooperative) consumer.incrementalUnassign(partitions);
       else consumer.unassign();
@@ -333,7 +327,8 @@ export class KafkaGroupConsumer implements GroupConsumer {
   async #commitQuietly(): Promise<void> {
     if (this.#status !== "running") return;
     try {
-      await this.#committer!.commit(this.#dispatcher!.positions());
+      const run = this.#run!;
+      await run.committer.commit(run.dispatcher.positions());
     } catch (error) {
       this.#logger.debug({ err: error }, "periodic commit failed; retrying");
     }
@@ -347,10 +342,7 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
   readonly #options: PartitionConsumerOptions;
   readonly #tuning: ConsumerTuning;
   #status: Status = "idle";
-  #consumer: NativeConsumer | undefined;
-  #dispatcher: Dispatcher | undefined;
-  #loop: FetchLoop | undefined;
-  #committer: Committer | undefined;
+  #run: Run | undefined;
   #commitTimer: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
 
@@ -367,23 +359,20 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
     }
     this.#status = "running";
     const { topic, partition } = this.#options;
-    const dispatcher = new Dispatcher({
+    const config: Config = {
+      ...consumerConfig(this.#settings, this.#logger, this.#options.groupId, `slot-${partition}`),
+      // Where to start when the group has no committed offset for this partition.
+      "auto.offset.reset": this.#options.fallback === "latest" ? "latest" : "earliest",
+    };
+    const run = makeRun(config, this.#logger, this.#tuning, {
       handler,
       concurrency: this.#options.concurrency,
       orderBy: this.#options.orderBy,
       onError: (error, message, attempt) =>
         this.#logger.warn({ err: error, offset: message.offset, attempt }, "handler failed; retrying"),
     });
-    this.#dispatcher = dispatcher;
-    const config: Config = {
-      ...consumerConfig(this.#settings, this.#logger, this.#options.groupId, `slot-${partition}`),
-      // Where to start when the group has no committed offset for this partition.
-      "auto.offset.reset": this.#options.fallback === "latest" ? "latest" : "earliest",
-    };
-    const { consumer, committer, loop } = wire(config, this.#logger, dispatcher, this.#tuning);
-    this.#consumer = consumer;
-    this.#committer = committer;
-    this.#loop = loop;
+    this.#run = run;
+    const { consumer } = run;
     try {
       await connect(consumer, 15_000);
       if (this.#status !== "running") return;
@@ -398,7 +387,7 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
       await this.close(0);
       throw kafkaError("partition consumer start", error);
     }
-    this.#loop.start();
+    run.loop.start();
     this.#commitTimer = setInterval(() => void this.commit().catch(() => {}), this.#tuning.commitIntervalMs ?? 500);
     this.#commitTimer.unref();
   }
@@ -429,13 +418,12 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
   }
 
   async commit(): Promise<void> {
-    const dispatcher = this.#dispatcher;
-    const committer = this.#committer;
-    if (dispatcher === undefined || committer === undefined || this.#status === "closed") return;
+    const run = this.#run;
+    if (run === undefined || this.#status === "closed") return;
     const { topic, partition } = this.#options;
-    const position = dispatcher.position(topic, partition);
+    const position = run.dispatcher.position(topic, partition);
     if (position < 0) return;
-    await committer.commit(new Map([[`${topic}:${partition}`, position]]));
+    await run.committer.commit(new Map([[`${topic}:${partition}`, position]]));
   }
 
   close(timeoutMs = 10_000): Promise<void> {
@@ -447,20 +435,18 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
     const wasRunning = this.#status === "running";
     this.#status = "closing";
     clearInterval(this.#commitTimer);
-    const consumer = this.#consumer;
-    const dispatcher = this.#dispatcher;
-    if (consumer === undefined || dispatcher === undefined) {
+    const run = this.#run;
+    if (run === undefined) {
       this.#status = "closed";
       return;
     }
     await windDown(
-      this.#loop,
-      dispatcher,
+      run,
       timeoutMs,
       this.#logger,
-      wasRunning ? { commit: () => this.commit(), release: () => consumer.unassign() } : undefined,
+      wasRunning ? { commit: () => this.commit(), release: () => run.consumer.unassign() } : undefined,
     );
     this.#status = "closed";
-    await disconnectQuietly(consumer, this.#logger);
+    await disconnectQuietly(run.consumer, this.#logger);
   }
 }
