@@ -3,6 +3,7 @@ import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
 import type { BrokerAdmin, TopicSpec } from "../types.ts";
 import { baseConfig } from "./config.ts";
+import { readCommittedOffsets } from "./consumer.ts";
 import { isAuthFailure, kafkaError, withAuthCause } from "./errors.ts";
 import { codes, type NativeAdmin, type NativeError, type NativeMetadata, native } from "./native.ts";
 
@@ -137,22 +138,15 @@ export class KafkaAdmin implements BrokerAdmin {
   async #groupLag(admin: AdminClient, groupId: string, topic: string): Promise<number> {
     const count = await this.#partitionCount(admin, topic);
     const partitions = Array.from({ length: count }, (_, partition) => ({ topic, partition }));
-    const [groups, latest, earliest] = await settleAll([
-      call<Array<{ groupId: string; error?: NativeError; partitions: Array<{ partition: number; offset?: number }> }>>(
-        `list offsets of group ${groupId}`,
-        (done) => admin.listConsumerGroupOffsets([{ groupId, partitions }], { timeout: opTimeoutMs }, done),
-      ),
+    const [committedOffsets, latest, earliest] = await settleAll([
+      readCommittedOffsets(this.#settings, this.#logger, groupId, partitions, opTimeoutMs),
       this.#listOffsets(admin, partitions, native.AdminClient.OffsetSpec.LATEST),
       this.#listOffsets(admin, partitions, native.AdminClient.OffsetSpec.EARLIEST),
     ]);
-    const group = groups[0];
-    if (group?.error !== undefined && group.error.code !== 0 && group.error.code !== codes.groupIdNotFound) {
-      throw kafkaError(`list offsets of group ${groupId}`, group.error);
-    }
     let lag = 0;
     for (let partition = 0; partition < count; partition += 1) {
       const end = latest.get(partition) ?? 0;
-      const committed = group?.partitions.find((p) => p.partition === partition)?.offset ?? -1;
+      const committed = committedOffsets.get(partition) ?? -1;
       const from = committed >= 0 ? committed : (earliest.get(partition) ?? 0);
       lag += Math.max(0, end - from);
     }

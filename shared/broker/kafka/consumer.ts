@@ -47,6 +47,44 @@ function consumerConfig(settings: KafkaSettings, logger: Logger, groupId: string
   };
 }
 
+/**
+ * The committed offsets of `groupId` on `partitions` (-1 where none), read through a consumer
+ * that joins nothing. The admin API's ListConsumerGroupOffsets would be the natural call, but
+ * librdkafka 2.15 crashes the process (NULL consumer-group handle) when that request meets
+ * NOT_COORDINATOR, which happens whenever the group coordinator moves or restarts; a
+ * consumer's own offset fetch goes through its group handle and retries instead.
+ */
+export async function readCommittedOffsets(
+  settings: KafkaSettings,
+  logger: Logger,
+  groupId: string,
+  partitions: readonly NativeTopicPartition[],
+  timeoutMs: number,
+): Promise<Map<number, number>> {
+  const consumer = new native.KafkaConsumer(consumerConfig(settings, logger, groupId, "lag"));
+  consumer.on("event.error", (error) => logger.debug({ err: kafkaError("lag", error) }, "Kafka lag reader error"));
+  consumer.on("error", (error) => logger.debug({ err: error }, "Kafka lag reader error"));
+  try {
+    await connect(consumer, timeoutMs);
+    const entries = await new Promise<NativeTopicPartition[]>((resolve, reject) => {
+      consumer.committed([...partitions], timeoutMs, (error, result) => {
+        if (error) reject(kafkaError(`committed offsets of group ${groupId}`, error));
+        else resolve(result ?? []);
+      });
+    });
+    const offsets = new Map<number, number>();
+    for (const entry of entries) {
+      if (entry.error !== undefined && entry.error !== null && entry.error.code !== 0) {
+        throw kafkaError(`committed offsets of group ${groupId}`, entry.error);
+      }
+      offsets.set(entry.partition, typeof entry.offset === "number" && entry.offset >= 0 ? entry.offset : -1);
+    }
+    return offsets;
+  } finally {
+    await withTimeout(disconnect(consumer), timeoutMs, "lag reader disconnect").catch(() => {});
+  }
+}
+
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

@@ -108,11 +108,6 @@ export interface NativeAdmin {
     options: { timeout: number },
     callback: Callback<Array<{ name: string; partitions: Array<{ partition: number }>; error?: NativeError }>>,
   ): void;
-  listConsumerGroupOffsets(
-    groups: Array<{ groupId: string; partitions?: NativeTopicPartition[] }>,
-    options: { timeout: number },
-    callback: Callback<Array<{ groupId: string; error?: NativeError; partitions: NativeTopicPartition[] }>>,
-  ): void;
   listOffsets(
     partitions: Array<{ topic: string; partition: number; offset: unknown }>,
     options: { timeout: number },
