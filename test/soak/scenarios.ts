@@ -92,6 +92,8 @@ async function rig(options: RigOptions): Promise<Rig> {
     edgeEnv: {
       TETHER_DRAIN_MS: "5000",
       TETHER_RATE_LIMIT: "1000",
+      // A shorter lease for experiments (`SOAK_EDGE_LEASE_MS=5000 npm run soak -- 1`).
+      ...(process.env.SOAK_EDGE_LEASE_MS === undefined ? {} : { TETHER_EDGE_LEASE_MS: process.env.SOAK_EDGE_LEASE_MS }),
       ...options.edgeEnv,
     },
     workerEnv: { TETHER_WORKER_CONCURRENCY: "32", TETHER_WORKER_SHUTDOWN_MS: "5000" },
