@@ -23,6 +23,7 @@ import {
 } from "../../shared/protocol/index.ts";
 import {
   type ControlRecord,
+  controlRecord,
   Header,
   type PresenceEvent,
   ReplyKind,
@@ -742,16 +743,9 @@ export class Edge {
   }
 
   #sendControl(slot: number, deviceId: string, control: ControlRecord): void {
-    this.#producer!.send(
-      {
-        topic: this.#config.common.names.repliesTopic,
-        partition: slot,
-        key: deviceId,
-        value: JSON.stringify(control),
-        headers: { [Header.Kind]: ReplyKind.Control, [Header.Device]: deviceId },
-      },
-      { timeoutMs: this.#config.produceTimeoutMs },
-    ).catch((error: unknown) => {
+    this.#producer!.send(controlRecord(this.#config.common.names.repliesTopic, slot, control), {
+      timeoutMs: this.#config.produceTimeoutMs,
+    }).catch((error: unknown) => {
       this.#log.warn({ err: error, slot, deviceId, op: control.op }, "control record not written");
     });
   }

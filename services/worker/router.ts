@@ -1,7 +1,7 @@
 import type { Broker, GroupConsumer, IncomingMessage, Producer } from "../../shared/broker/types.ts";
 import type { ResourceNames } from "../../shared/config/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
-import { type DownlinkRecord, Header, ReplyKind } from "../../shared/records/index.ts";
+import { type DownlinkRecord, pushRecord } from "../../shared/records/index.ts";
 import type { ConnectionRecord, Registry } from "../../shared/registry/types.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
@@ -83,18 +83,7 @@ export class PushRouter {
     });
     const owner = await this.#liveOwner(push.deviceId, now);
     if (owner === null) return "stored";
-    await producer.send({
-      topic: names.repliesTopic,
-      partition: owner.slot,
-      key: push.deviceId,
-      value: frame,
-      headers: {
-        [Header.Kind]: ReplyKind.Push,
-        [Header.Device]: push.deviceId,
-        [Header.MessageId]: push.messageId,
-        [Header.ExpiresAt]: String(push.expiresAt),
-      },
-    });
+    await producer.send(pushRecord(names.repliesTopic, owner.slot, push, frame));
     return "routed";
   }
 

@@ -10,7 +10,7 @@ import type {
 import { ErrorCode, TetherError } from "../../shared/errors/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import { TYPE_PATTERN, WireErrorCode } from "../../shared/protocol/frames.ts";
-import { Header, ReplyKind, type ReplyRoute, type RequestRecord } from "../../shared/records/index.ts";
+import { answerRecord, type ReplyRoute, type RequestRecord } from "../../shared/records/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
 import type { WorkerRuntimeConfig, WorkerSettings } from "./config.ts";
 import { deadLetterMessage } from "./dead-letter.ts";
@@ -306,20 +306,7 @@ export class Worker {
   }
 
   async #answer(route: ReplyRoute, request: RequestRecord, frame: string): Promise<void> {
-    await this.#producer.send({
-      topic: this.#config.names.repliesTopic,
-      partition: route.slot,
-      key: request.deviceId,
-      value: frame,
-      headers: {
-        [Header.Kind]: ReplyKind.Answer,
-        [Header.Conn]: route.connId,
-        [Header.Device]: request.deviceId,
-        [Header.RequestId]: request.id,
-        // Lets the edge measure the whole round trip of the request.
-        [Header.ReceivedAt]: String(request.receivedAt),
-      },
-    });
+    await this.#producer.send(answerRecord(this.#config.names.repliesTopic, route, request, frame));
   }
 
   /** Runs the handler (with retries) and turns its outcome into the answer. */

@@ -7,7 +7,11 @@
  *           partition = the target edge's slot           headers: kind, device, conn
  * downlink  key=deviceId  value=DownlinkRecord JSON
  * events    key=deviceId  value=PresenceEvent JSON
+ *
+ * Producers build `replies` records only through {@link answerRecord}, {@link pushRecord} and
+ * {@link controlRecord}, so the headers an edge routes by are written in one place.
  */
+import type { OutgoingMessage } from "../broker/types.ts";
 
 export const Header = {
   /** Reply route: the slot (partition of `replies`) of the edge that took the request. */
@@ -99,4 +103,55 @@ export function readReplyRoute(headers: Readonly<Record<string, string>>): Reply
   if (slotText === undefined || edgeId === undefined || connId === undefined) return null;
   if (!/^\d{1,5}$/.test(slotText)) return null;
   return { slot: Number(slotText), edgeId, connId };
+}
+
+/** The `replies` record carrying a request's answer frame to the edge slot of its reply route. */
+export function answerRecord(
+  repliesTopic: string,
+  route: ReplyRoute,
+  request: Pick<RequestRecord, "deviceId" | "id" | "receivedAt">,
+  frame: string,
+): OutgoingMessage {
+  return {
+    topic: repliesTopic,
+    partition: route.slot,
+    key: request.deviceId,
+    value: frame,
+    headers: {
+      [Header.Kind]: ReplyKind.Answer,
+      [Header.Conn]: route.connId,
+      [Header.Device]: request.deviceId,
+      [Header.RequestId]: request.id,
+      // Lets the edge measure the whole round trip of the request.
+      [Header.ReceivedAt]: String(request.receivedAt),
+    },
+  };
+}
+
+/** The `replies` record carrying a push frame to the edge slot that holds the device. */
+export function pushRecord(
+  repliesTopic: string,
+  slot: number,
+  push: Pick<DownlinkRecord, "deviceId" | "messageId" | "expiresAt">,
+  frame: string,
+): OutgoingMessage {
+  return {
+    topic: repliesTopic,
+    partition: slot,
+    key: push.deviceId,
+    value: frame,
+    headers: {
+      [Header.Kind]: ReplyKind.Push,
+      [Header.Device]: push.deviceId,
+      [Header.MessageId]: push.messageId,
+      [Header.ExpiresAt]: String(push.expiresAt),
+    },
+  };
+}
+
+/** The `replies` record carrying an order for the edge that holds `slot`. */
+export function controlRecord(repliesTopic: string, slot: number, control: ControlRecord): OutgoingMessage {
+  const headers: Record<string, string> = { [Header.Kind]: ReplyKind.Control, [Header.Device]: control.deviceId };
+  if (control.op === "close") headers[Header.Conn] = control.connId;
+  return { topic: repliesTopic, partition: slot, key: control.deviceId, value: JSON.stringify(control), headers };
 }

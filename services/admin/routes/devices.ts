@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import { type ControlRecord, type DownlinkRecord, Header, ReplyKind } from "../../../shared/records/index.ts";
+import { type ControlRecord, controlRecord, type DownlinkRecord, Header } from "../../../shared/records/index.ts";
 import type { RouteDeps } from "../deps.ts";
 import { ApiError } from "../errors.ts";
 import { lookupDevice } from "../presence.ts";
@@ -128,16 +128,9 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
       if (!presence.online) throw new ApiError("device_offline", `device ${deviceId} has no live connection`);
       const { record } = presence;
       const control: ControlRecord = { op: "close", deviceId, connId: record.connId, reason: "kicked" };
-      await deps.producer.send(
-        {
-          topic: deps.names.repliesTopic,
-          partition: record.slot,
-          key: deviceId,
-          value: JSON.stringify(control),
-          headers: { [Header.Kind]: ReplyKind.Control, [Header.Device]: deviceId, [Header.Conn]: record.connId },
-        },
-        { timeoutMs: deps.dependencyTimeoutMs },
-      );
+      await deps.producer.send(controlRecord(deps.names.repliesTopic, record.slot, control), {
+        timeoutMs: deps.dependencyTimeoutMs,
+      });
       request.log.info({ deviceId, edgeId: record.edgeId, connId: record.connId }, "kick sent");
       reply.code(202);
       return { deviceId, edgeId: record.edgeId, connId: record.connId };

@@ -7,7 +7,7 @@ import { MemoryBroker, tetherTopics } from "../../../shared/broker/index.ts";
 import type { Broker, GroupConsumer, Producer } from "../../../shared/broker/types.ts";
 import { type CommonConfig, type ResourceNames, resourceNames } from "../../../shared/config/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
-import { Header, ReplyKind, type RequestRecord, readReplyRoute } from "../../../shared/records/index.ts";
+import { answerRecord, type RequestRecord, readReplyRoute } from "../../../shared/records/index.ts";
 import { MemoryRegistry } from "../../../shared/registry/index.ts";
 import type { Registry } from "../../../shared/registry/types.ts";
 
@@ -172,19 +172,7 @@ export class EchoWorker {
               message: "no handler",
               retryable: false,
             });
-      await this.#producer.send({
-        topic: this.names.repliesTopic,
-        partition: route.slot,
-        key: request.deviceId,
-        value: frame,
-        headers: {
-          [Header.Kind]: ReplyKind.Answer,
-          [Header.Conn]: route.connId,
-          [Header.Device]: request.deviceId,
-          [Header.RequestId]: request.id,
-          [Header.ReceivedAt]: String(request.receivedAt),
-        },
-      });
+      await this.#producer.send(answerRecord(this.names.repliesTopic, route, request, frame));
       this.handled += 1;
     });
   }
