@@ -181,7 +181,8 @@ export class Edge {
     const config = this.#config;
     const names = config.common.names;
     try {
-      const producer = this.#broker.producer();
+      // A request answered `unavailable` at the produce bound must not be written later.
+      const producer = this.#broker.producer({ deliveryTimeoutMs: this.#config.produceTimeoutMs });
       this.#producer = producer;
       await producer.connect();
 

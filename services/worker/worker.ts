@@ -5,12 +5,13 @@ import type {
   GroupConsumer,
   IncomingMessage,
   OutgoingMessage,
+  Pending,
   Producer,
 } from "../../shared/broker/types.ts";
 import { ErrorCode, TetherError } from "../../shared/errors/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import { TYPE_PATTERN, WireErrorCode } from "../../shared/protocol/frames.ts";
-import { answerRecord, type ReplyRoute, type RequestRecord } from "../../shared/records/index.ts";
+import { answerRecord, type RequestRecord } from "../../shared/records/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
 import type { WorkerRuntimeConfig, WorkerSettings } from "./config.ts";
 import { deadLetterMessage } from "./dead-letter.ts";
@@ -90,7 +91,9 @@ const TIMED_OUT: Attempt = { kind: "timeout" };
 /**
  * Consumes `requests` in a consumer group, runs the handler registered for each request's type
  * and produces the answer to the `replies` partition named by the request's reply route. A
- * record's offset is committed only after its answer's delivery report: at least once.
+ * record's offset is committed only after its answer's delivery report: at least once. The
+ * device's next request does not wait for that report, only for the answer to be queued, so
+ * one busy device keeps the producer's pipeline full instead of one answer per round trip.
  */
 export class Worker {
   readonly metrics = new WorkerMetrics();
@@ -256,13 +259,13 @@ export class Worker {
     }
   }
 
-  async #onRequest(message: IncomingMessage): Promise<void> {
+  async #onRequest(message: IncomingMessage): Promise<Pending | undefined> {
     const source = `${message.topic}:${message.partition}:${message.offset}`;
     const parsed = parseRequest(message);
     if (!parsed.ok || !(await this.#slotExists(parsed.route.slot))) {
       const reason = parsed.ok ? `reply slot ${parsed.route.slot} does not exist` : parsed.reason;
       await this.#deadLetterMalformed(message, parsed.request, reason);
-      return;
+      return undefined;
     }
     const { request, route } = parsed;
     const key = `${request.deviceId}:${request.id}`;
@@ -277,7 +280,9 @@ export class Worker {
       await this.#producer.send(answer.deadLetter);
       answer.deadLetter = undefined;
     }
-    await this.#answer(route, request, answer.frame);
+    // Queued now (answers of one device keep their order in the partition); durable later.
+    const delivered = this.#producer.send(answerRecord(this.#config.names.repliesTopic, route, request, answer.frame));
+    return { durable: delivered.then(() => undefined) };
   }
 
   async #slotExists(slot: number): Promise<boolean> {
@@ -303,10 +308,6 @@ export class Worker {
     await this.#producer.send(letter);
     const type = request !== null && this.#handlers.has(request.type) ? request.type : UNKNOWN_TYPE_LABEL;
     this.metrics.deadLettered.inc({ type });
-  }
-
-  async #answer(route: ReplyRoute, request: RequestRecord, frame: string): Promise<void> {
-    await this.#producer.send(answerRecord(this.#config.names.repliesTopic, route, request, frame));
   }
 
   /** Runs the handler (with retries) and turns its outcome into the answer. */

@@ -27,7 +27,8 @@ class PartitionProgress {
   head = 0;
   /** Next offset to commit (last contiguous done offset + 1), or -1 when nothing is done yet. */
   position = -1;
-  running = 0;
+  /** Entries whose handler runs or whose effect is not durable yet. */
+  busy = 0;
   revoked = false;
   readonly #idleWaiters: Array<() => void> = [];
 
@@ -53,12 +54,12 @@ class PartitionProgress {
   }
 
   waitIdle(): Promise<void> {
-    if (this.running === 0) return Promise.resolve();
+    if (this.busy === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   notifyIfIdle(): void {
-    if (this.running !== 0) return;
+    if (this.busy !== 0) return;
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 }
@@ -66,8 +67,10 @@ class PartitionProgress {
 /**
  * Runs a consumer's handler with bounded concurrency while keeping per-key (or per-partition)
  * order, and tracks, per partition, the offset up to which every message has been handled:
- * only that position is ever committed, so a crash replays rather than loses. Both broker
- * adapters use it, so ordering and commit rules are the same in Kafka and in memory.
+ * only that position is ever committed, so a crash replays rather than loses. A handler that
+ * returns a `Pending` frees its key and its concurrency slot at once while its offset waits for
+ * `durable`: a device's next request runs while the answer to the previous one is in flight.
+ * Both broker adapters use it, so ordering and commit rules are the same in Kafka and in memory.
  */
 export class Dispatcher {
   readonly #handler: MessageHandler;
@@ -80,7 +83,11 @@ export class Dispatcher {
   readonly #chains = new Map<string, Entry[]>();
   readonly #ready: string[] = [];
   #readyHead = 0;
+  /** Handlers running now (bounded by the concurrency). */
   #running = 0;
+  /** Handled entries waiting for their `durable` promise. */
+  #settling = 0;
+  /** Entries accepted and neither settled nor dropped. */
   #pending = 0;
   #closed = false;
   readonly #idleWaiters: Array<() => void> = [];
@@ -94,7 +101,7 @@ export class Dispatcher {
     this.#maxRetryDelayMs = options.maxRetryDelayMs ?? 5000;
   }
 
-  /** Messages accepted and not yet handled, across partitions (for pausing fetches). */
+  /** Messages accepted and not yet settled, across partitions (for pausing fetches). */
   pending(): number {
     return this.#pending;
   }
@@ -143,7 +150,8 @@ export class Dispatcher {
 
   /**
    * Forgets a partition (it was revoked): queued messages are dropped, handlers already
-   * running finish. Resolves, with the final position, once none of its handlers runs.
+   * running finish. Resolves, with the final position, once none of its handlers runs and
+   * every handled message's effect is durable.
    */
   async revoke(topic: string, partition: number): Promise<number> {
     const id = `${topic}:${partition}`;
@@ -172,9 +180,12 @@ export class Dispatcher {
     return progress.position;
   }
 
-  /** Resolves when no handler is running, or after `timeoutMs`; returns whether idle. */
+  /**
+   * Resolves when no handler is running and every handled message is durable, or after
+   * `timeoutMs`; returns whether idle.
+   */
   async drain(timeoutMs: number): Promise<boolean> {
-    if (this.#running === 0) return true;
+    if (this.#idle()) return true;
     let timer: NodeJS.Timeout | undefined;
     const idle = new Promise<boolean>((resolve) => this.#idleWaiters.push(() => resolve(true)));
     const timeout = new Promise<boolean>((resolve) => {
@@ -200,7 +211,11 @@ export class Dispatcher {
     }
     this.#ready.length = 0;
     this.#readyHead = 0;
-    this.#pending = this.#running;
+    this.#pending = this.#running + this.#settling;
+  }
+
+  #idle(): boolean {
+    return this.#running === 0 && this.#settling === 0;
   }
 
   readonly #runningEntries = new Set<Entry>();
@@ -226,22 +241,21 @@ export class Dispatcher {
 
   async #run(chainKey: string, entry: Entry): Promise<void> {
     this.#running += 1;
-    entry.partition.running += 1;
+    entry.partition.busy += 1;
     this.#runningEntries.add(entry);
     let attempt = 0;
     let delay = this.#retryDelayMs;
+    let handled = false;
+    let durable: Promise<void> | undefined;
     for (;;) {
       attempt += 1;
       try {
-        await this.#handler(entry.message);
-        entry.done = true;
+        const outcome = await this.#handler(entry.message);
+        handled = true;
+        durable = outcome?.durable;
         break;
       } catch (error) {
-        try {
-          this.#onError?.(error, entry.message, attempt);
-        } catch {
-          // A failing listener must not stop the retries.
-        }
+        this.#report(error, entry, attempt);
         if (this.#closed || entry.partition.revoked) break;
         await sleep(delay);
         delay = Math.min(delay * 2, this.#maxRetryDelayMs);
@@ -250,21 +264,72 @@ export class Dispatcher {
     }
     this.#runningEntries.delete(entry);
     this.#running -= 1;
-    entry.partition.running -= 1;
-    if (entry.done) entry.partition.advance();
     const chain = this.#chains.get(chainKey);
     if (chain !== undefined && chain[0] === entry) {
       chain.shift();
-      this.#pending -= 1;
       if (this.#closed) {
         this.#pending -= chain.length;
         this.#chains.delete(chainKey);
       } else if (chain.length === 0) this.#chains.delete(chainKey);
       else this.#ready.push(chainKey);
     }
-    entry.partition.notifyIfIdle();
-    if (this.#running === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    if (durable !== undefined) {
+      this.#settling += 1;
+      void this.#settle(entry, durable, attempt);
+    } else {
+      entry.done = handled;
+      this.#finish(entry);
+    }
     this.#pump();
+  }
+
+  /**
+   * Waits for a handled message's effect to become durable; when it fails, runs the handler
+   * again (outside the key's order: the key has moved on) until it holds or the partition goes.
+   */
+  async #settle(entry: Entry, first: Promise<void>, attempts: number): Promise<void> {
+    let durable = first;
+    let attempt = attempts;
+    let delay = this.#retryDelayMs;
+    for (;;) {
+      try {
+        await durable;
+        entry.done = true;
+        break;
+      } catch (error) {
+        this.#report(error, entry, attempt);
+        if (this.#closed || entry.partition.revoked) break;
+        await sleep(delay);
+        delay = Math.min(delay * 2, this.#maxRetryDelayMs);
+        if (this.#closed || entry.partition.revoked) break;
+        attempt += 1;
+        try {
+          const outcome = await this.#handler(entry.message);
+          durable = outcome?.durable ?? Promise.resolve();
+        } catch (again) {
+          durable = Promise.reject(again);
+        }
+      }
+    }
+    this.#settling -= 1;
+    this.#finish(entry);
+  }
+
+  /** The entry leaves the dispatcher: done ones move the partition's position on. */
+  #finish(entry: Entry): void {
+    this.#pending -= 1;
+    entry.partition.busy -= 1;
+    if (entry.done) entry.partition.advance();
+    entry.partition.notifyIfIdle();
+    if (this.#idle()) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+
+  #report(error: unknown, entry: Entry, attempt: number): void {
+    try {
+      this.#onError?.(error, entry.message, attempt);
+    } catch {
+      // A failing listener must not stop the retries.
+    }
   }
 }
 

@@ -61,11 +61,22 @@ export interface Producer {
 }
 
 /**
- * Called once per message. The consumer commits a message's offset only after its handler
- * resolved and every earlier message of the same partition was handled too. A handler that
- * rejects stops the consumer's progress on that partition: handlers own their retries.
+ * What a handler may resolve with when its work is queued but not yet durable (an answer handed
+ * to the producer, its delivery report still to come). The message's key is released at once,
+ * so the key's next message can start, but its offset becomes committable only once `durable`
+ * resolves; when `durable` rejects, the message is handled again after a backoff.
  */
-export type MessageHandler = (message: IncomingMessage) => Promise<void>;
+export interface Pending {
+  readonly durable: Promise<void>;
+}
+
+/**
+ * Called once per message. The consumer commits a message's offset only after its handler
+ * resolved (and the `Pending` it returned, if any, became durable) and every earlier message of
+ * the same partition was handled too. A handler that rejects is retried with backoff: it blocks
+ * its key (or partition) until it succeeds.
+ */
+export type MessageHandler = (message: IncomingMessage) => Promise<void | Pending>;
 
 export interface DispatchOptions {
   /** Handlers running at once across all partitions. Default 1. */
@@ -137,10 +148,20 @@ export interface BrokerAdmin {
   close(): Promise<void>;
 }
 
+export interface ProducerOptions {
+  /**
+   * How long a record may wait for the broker before the client gives up on it. Set it to the
+   * caller's own send() bound when the caller tells someone "not written" at that bound (the
+   * edge's `unavailable`), so that the record is then dropped rather than written later and
+   * answered twice. Default: twice the adapter's send() bound, at least 60 s.
+   */
+  readonly deliveryTimeoutMs?: number;
+}
+
 /** Factory for the clients of one broker. */
 export interface Broker {
   readonly kind: "kafka" | "memory";
-  producer(): Producer;
+  producer(options?: ProducerOptions): Producer;
   groupConsumer(options: GroupConsumerOptions): GroupConsumer;
   partitionConsumer(options: PartitionConsumerOptions): PartitionConsumer;
   admin(): BrokerAdmin;

@@ -26,6 +26,7 @@ const devices = Number(devicesArg);
 const seconds = Number(secondsArg);
 const rate = Number(rateArg);
 const window = Number(windowArg);
+const warmupSeconds = Number(process.env.BENCH_WARMUP_S ?? 2);
 
 interface Client {
   socket: Socket;
@@ -36,6 +37,8 @@ interface Client {
 
 interface System {
   readonly port: number;
+  /** The edge's Prometheus text, when it runs as its own process. */
+  edgeMetrics(): Promise<string>;
   readonly broker: string;
   readonly registry: string;
   close(): Promise<void>;
@@ -64,6 +67,7 @@ async function inProcess(env: Record<string, string | undefined>): Promise<Syste
   await worker.start();
   return {
     port: edge.address().port,
+    edgeMetrics: () => edge.metrics.registry.metrics(),
     broker: common.broker,
     registry: common.registry,
     async close() {
@@ -120,6 +124,7 @@ async function separateProcesses(env: Record<string, string | undefined>): Promi
   }
   return {
     port,
+    edgeMetrics: async () => (await fetch(`http://127.0.0.1:${edgeHttp}/metrics`)).text(),
     broker: env.TETHER_BROKER ?? "memory",
     registry: env.TETHER_REGISTRY ?? "memory",
     async close() {
@@ -211,8 +216,9 @@ async function main(): Promise<void> {
       }
     }, 10);
   }
-  // Warm up, then measure.
-  await new Promise((resolve) => setTimeout(resolve, 2000));
+  // Warm up at the measured load (the JITs of the broker, the edge and the worker settle on a
+  // fresh cluster first), then measure.
+  await new Promise((resolve) => setTimeout(resolve, warmupSeconds * 1000));
   measuring = true;
   const started = performance.now();
   const cpuStart = process.cpuUsage();
@@ -236,10 +242,20 @@ async function main(): Promise<void> {
       ackP50ms: ms(50, ackHistogram),
       ackP99ms: ms(99, ackHistogram),
       cpuCores: Number(((cpu.user + cpu.system) / 1e6 / elapsed).toFixed(2)),
+      replies: replyOutcomes(await system.edgeMetrics()),
     })}\n`,
   );
   for (const client of clients) client.socket.destroy();
   await system.close();
+}
+
+/** The edge's reply counters by outcome: anything but `delivered` means a detour. */
+function replyOutcomes(metrics: string): Record<string, number> {
+  const outcomes: Record<string, number> = {};
+  for (const match of metrics.matchAll(/^tether_edge_replies_total\{outcome="(\w+)"\} (\d+)/gm)) {
+    outcomes[match[1]!] = Number(match[2]);
+  }
+  return outcomes;
 }
 
 main().then(

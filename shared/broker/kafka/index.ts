@@ -12,6 +12,7 @@ import type {
   PartitionConsumer,
   PartitionConsumerOptions,
   Producer,
+  ProducerOptions,
 } from "../types.ts";
 import { KafkaAdmin } from "./admin.ts";
 import { type ConsumerTuning, KafkaGroupConsumer, KafkaPartitionConsumer } from "./consumer.ts";
@@ -39,8 +40,8 @@ export class KafkaBroker implements Broker {
     this.#logger = options.logger.child({ component: "kafka" });
   }
 
-  producer(): Producer {
-    return new KafkaProducer(this.#options.settings, this.#logger, this.#options.producer);
+  producer(options: ProducerOptions = {}): Producer {
+    return new KafkaProducer(this.#options.settings, this.#logger, { ...this.#options.producer, ...options });
   }
 
   groupConsumer(options: GroupConsumerOptions): GroupConsumer {

@@ -20,6 +20,7 @@ import type {
   PartitionConsumer,
   PartitionConsumerOptions,
   Producer,
+  ProducerOptions,
   TopicSpec,
 } from "../types.ts";
 import { partitionForKey } from "./murmur2.ts";
@@ -515,15 +516,22 @@ class Consumption {
     this.#commit = commit;
     this.dispatcher = new Dispatcher({
       handler: async (message) => {
-        try {
-          await handler(message);
-        } finally {
-          // The dispatcher updates its counters after the handler settles; look after that.
+        // The dispatcher updates its counters after the handler (and its durable effect)
+        // settles; look after that.
+        const after = (): void => {
           setImmediate(() => {
             this.fetcher.schedule();
             this.#scheduleCommit();
           });
+        };
+        let outcome: Awaited<ReturnType<MessageHandler>>;
+        try {
+          outcome = await handler(message);
+        } finally {
+          after();
         }
+        if (outcome === undefined) return undefined;
+        return { durable: outcome.durable.finally(after) };
       },
       concurrency: options.concurrency,
       orderBy: options.orderBy,
@@ -737,7 +745,8 @@ export class MemoryBroker implements Broker {
     this.#cluster = new Cluster(options);
   }
 
-  producer(): Producer {
+  /** The in-memory log takes every record at once, so a delivery timeout never applies. */
+  producer(_options?: ProducerOptions): Producer {
     return new MemoryProducer(this.#cluster);
   }
 

@@ -427,6 +427,31 @@ export function brokerContract(
       });
     });
 
+    it("runs a key's next message while the previous one's pending result is not durable, committing only after", async (t) => {
+      const topic = await makeTopic("pending", 1);
+      const groupId = unique("g");
+      const durable = gate();
+      const handled: string[] = [];
+      const consumer = fixture.broker.groupConsumer({ groupId, topics: [topic], concurrency: 1 });
+      t.after(() => consumer.close());
+      t.after(() => durable.release());
+      await consumer.start(async (message) => {
+        handled.push(text(message));
+        if (text(message) === "first") return { durable: durable.promise };
+        return undefined;
+      });
+      await withAdmin(async (admin) => {
+        await producer.send({ topic, key: "k", value: "first" });
+        await producer.send({ topic, key: "k", value: "second" });
+        await waitUntil("both messages to be handled", () => handled.length === 2, fixture.waitMs);
+        assert.deepEqual(handled, ["first", "second"]);
+        await sleep(fixture.settleMs);
+        assert.equal(await admin.groupLag(groupId, topic), 2, "nothing is committed before the first is durable");
+        durable.release();
+        await waitUntil("both to be committed", async () => (await admin.groupLag(groupId, topic)) === 0, fixture.waitMs);
+      });
+    });
+
     it("creates topics idempotently and reports their partition counts", async () => {
       const name = unique("ensure");
       const specs: TopicSpec[] = [{ name, partitions: 3, config: { "retention.ms": "3600000" } }];

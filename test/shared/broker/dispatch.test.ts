@@ -285,3 +285,75 @@ test("a handler that keeps failing stops retrying once the dispatcher closes", a
   assert.equal(attempts, atClose);
   assert.equal(dispatcher.position("t", 0), -1);
 });
+
+test("a handler that returns a pending result frees its key at once and commits only once durable", async () => {
+  const started: string[] = [];
+  const durable = new Map<string, Gate>();
+  const dispatcher = new Dispatcher({
+    concurrency: 1,
+    handler: async (m) => {
+      started.push(m.offset);
+      const g = gate();
+      durable.set(m.offset, g);
+      return { durable: g.promise };
+    },
+  });
+  dispatcher.push(message(0, "a"));
+  dispatcher.push(message(1, "a"));
+  dispatcher.push(message(2, "a"));
+  await until(() => started.length === 3);
+  assert.deepEqual(started, ["0", "1", "2"], "the key's next message starts while the earlier one is in flight");
+  assert.equal(dispatcher.position("t", 0), -1, "nothing is committable before the first is durable");
+  assert.equal(dispatcher.pending(), 3, "in-flight messages still count for backpressure");
+  durable.get("1")!.release();
+  await sleep(5);
+  assert.equal(dispatcher.position("t", 0), -1, "offset 1 durable does not skip offset 0");
+  durable.get("0")!.release();
+  await until(() => dispatcher.position("t", 0) === 2);
+  durable.get("2")!.release();
+  await until(() => dispatcher.position("t", 0) === 3);
+  assert.equal(dispatcher.pending(), 0);
+});
+
+test("a pending result that fails is handled again, reported, and committed once it holds", async () => {
+  const runs: string[] = [];
+  const errors: number[] = [];
+  let first = true;
+  const dispatcher = new Dispatcher({
+    concurrency: 4,
+    retryDelayMs: 1,
+    onError: (_error, _m, attempt) => errors.push(attempt),
+    handler: async (m) => {
+      runs.push(m.offset);
+      if (m.offset === "0" && first) {
+        first = false;
+        return { durable: Promise.reject(new Error("delivery failed")) };
+      }
+      return { durable: Promise.resolve() };
+    },
+  });
+  dispatcher.push(message(0, "a"));
+  dispatcher.push(message(1, "a"));
+  await until(() => dispatcher.position("t", 0) === 2);
+  assert.deepEqual(errors, [1]);
+  assert.deepEqual(runs.filter((offset) => offset === "0").length, 2, "offset 0 ran again after its failure");
+  assert.ok(runs.includes("1"));
+});
+
+test("drain and revoke wait for pending results to become durable", async () => {
+  const durable = gate();
+  const dispatcher = new Dispatcher({ handler: async () => ({ durable: durable.promise }) });
+  dispatcher.push(message(0, "a"));
+  await until(() => dispatcher.pending() === 1);
+  assert.equal(await dispatcher.drain(20), false, "not idle while an effect is in flight");
+  let revoked: number | undefined;
+  const revoking = dispatcher.revoke("t", 0).then((position) => {
+    revoked = position;
+  });
+  await sleep(10);
+  assert.equal(revoked, undefined, "revoke waits for the in-flight effect");
+  durable.release();
+  await revoking;
+  assert.equal(revoked, 1, "the final position includes the durable message");
+  assert.equal(await dispatcher.drain(20), true);
+});
