@@ -76,6 +76,7 @@ export interface Pending {
  * the same partition was handled too. A handler that rejects is retried with backoff: it blocks
  * its key (or partition) until it succeeds.
  */
+// biome-ignore lint/suspicious/noConfusingVoidType: plain `async (m) => { ... }` handlers return Promise<void>.
 export type MessageHandler = (message: IncomingMessage) => Promise<void | Pending>;
 
 export interface DispatchOptions {

@@ -4,7 +4,14 @@ import type { Logger } from "../../log/index.ts";
 import type { DeliveryReport, OutgoingMessage, Producer, SendOptions } from "../types.ts";
 import { baseConfig } from "./config.ts";
 import { isAuthFailure, kafkaError, withAuthCause } from "./errors.ts";
-import { type Config, codes, type NativeDeliveryReport, type NativeError, type NativeProducer, native } from "./native.ts";
+import {
+  type Config,
+  codes,
+  type NativeDeliveryReport,
+  type NativeError,
+  type NativeProducer,
+  native,
+} from "./native.ts";
 
 export interface ProducerTuning {
   /** Default bound of send(). Default 30 s. */
@@ -220,8 +227,7 @@ export function producerConfig(settings: KafkaSettings, logger: Logger, tuning: 
     partitioner: "murmur2_random",
     // By default longer than any send() bound, so a report always arrives (a timed-out send
     // may still land); callers that report failure at their bound pass that bound instead.
-    "message.timeout.ms":
-      tuning.deliveryTimeoutMs ?? Math.max(60_000, (tuning.sendTimeoutMs ?? 30_000) * 2),
+    "message.timeout.ms": tuning.deliveryTimeoutMs ?? Math.max(60_000, (tuning.sendTimeoutMs ?? 30_000) * 2),
     // A topic that does not exist fails the send after this long instead of five minutes.
     "topic.metadata.propagation.max.ms": 5000,
     dr_cb: true,

@@ -448,7 +448,11 @@ export function brokerContract(
         await sleep(fixture.settleMs);
         assert.equal(await admin.groupLag(groupId, topic), 2, "nothing is committed before the first is durable");
         durable.release();
-        await waitUntil("both to be committed", async () => (await admin.groupLag(groupId, topic)) === 0, fixture.waitMs);
+        await waitUntil(
+          "both to be committed",
+          async () => (await admin.groupLag(groupId, topic)) === 0,
+          fixture.waitMs,
+        );
       });
     });
 
