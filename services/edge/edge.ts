@@ -30,7 +30,7 @@ import {
   type RequestRecord,
   replyRouteHeaders,
 } from "../../shared/records/index.ts";
-import type { Registry } from "../../shared/registry/types.ts";
+import type { ConnectionRecord, Registry } from "../../shared/registry/types.ts";
 import type { EdgeConfig } from "./config.ts";
 import { Connection, ConnState, Paused } from "./connection.ts";
 import { SlotKeeper } from "./lease.ts";
@@ -407,15 +407,22 @@ export class Edge {
     const connId = conn.connId;
     let claim: Awaited<ReturnType<Registry["connections"]["claim"]>>;
     try {
-      claim = await this.#limited(() =>
-        this.#registry.connections.claim({
-          deviceId,
-          edgeId: this.#config.edgeId,
-          slot: this.#slot,
-          connId,
-          connectedAt: this.#now(),
-        }),
+      // A hello that waited in the queue behind a storm may belong to a socket the device has
+      // given up on since: claiming for it would take the device's record from the connection
+      // it opened instead.
+      const claimed = await this.#limited(async () =>
+        conn.state !== ConnState.Auth
+          ? null
+          : this.#registry.connections.claim({
+              deviceId,
+              edgeId: this.#config.edgeId,
+              slot: this.#slot,
+              connId,
+              connectedAt: this.#now(),
+            }),
       );
+      if (claimed === null) return;
+      claim = claimed;
     } catch (error) {
       this.#log.warn({ err: error, connId, deviceId }, "ownership claim failed");
       if (conn.state === ConnState.Auth) {
@@ -425,8 +432,10 @@ export class Edge {
       return;
     }
     if (conn.state !== ConnState.Auth || this.#status !== "running") {
-      // Gone while claiming: the record must not outlive the socket.
-      this.#releaseRecord(deviceId, connId);
+      // Gone while claiming: the record must not outlive the socket, and a connection this
+      // claim displaced (the device's live one, opened after it gave up on this socket) gets
+      // its record back rather than none.
+      this.#releaseRecord(deviceId, connId, claim.previous);
       if (conn.state === ConnState.Auth)
         this.#close(conn, "draining", encodeBye(ByeReason.Draining, this.#reconnectMs()));
       return;
@@ -525,9 +534,13 @@ export class Edge {
     });
   }
 
-  #releaseRecord(deviceId: string, connId: string): void {
+  #releaseRecord(deviceId: string, connId: string, previous: ConnectionRecord | null = null): void {
+    const connections = this.#registry.connections;
     this.#background(() =>
-      this.#registry.connections.release(deviceId, connId).then(
+      (previous !== null && previous.connId !== connId
+        ? connections.restore(connId, previous)
+        : connections.release(deviceId, connId)
+      ).then(
         () => {},
         (error: unknown) => {
           this.#log.warn({ err: error, deviceId, connId }, "ownership release failed; the record dies with the lease");

@@ -37,6 +37,12 @@ export interface ConnectionStore {
   get(deviceId: string): Promise<ConnectionRecord | null>;
   /** Deletes the record only if it still names `connId`; returns whether it did. */
   release(deviceId: string, connId: string): Promise<boolean>;
+  /**
+   * Hands the record back to `previous` (the owner a claim replaced) if it still names `connId`,
+   * with an epoch higher than any before; returns whether it did. For a claim whose connection
+   * closed before its welcome: the connection it displaced is still the device's live one.
+   */
+  restore(connId: string, previous: ConnectionRecord): Promise<boolean>;
   /** One edge's devices (the GSI on edgeId), a page at a time. */
   listByEdge(edgeId: string, options?: { limit?: number; cursor?: string }): Promise<Page<ConnectionRecord>>;
 }

@@ -110,7 +110,12 @@ async function separateProcesses(env: Record<string, string | undefined>): Promi
     ["services/edge/main.ts", edgeHttp],
     ["services/worker/main.ts", workerHttp],
   ] as const) {
-    const child = spawn(process.execPath, ["--import", "tsx", script], { env: childEnv, stdio: "inherit" });
+    // BENCH_NODE_ARGS: extra node flags for the services, e.g. "--cpu-prof --cpu-prof-dir=prof".
+    const nodeArgs = (env.BENCH_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "");
+    const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", script], {
+      env: childEnv,
+      stdio: "inherit",
+    });
     children.push(child);
     for (let i = 0; ; i++) {
       try {

@@ -281,6 +281,32 @@ class DynamoConnectionStore implements ConnectionStore {
     }
   }
 
+  async restore(connId: string, previous: ConnectionRecord): Promise<boolean> {
+    this.#table.guard.check();
+    try {
+      await this.#table.client.send(
+        new UpdateItemCommand({
+          TableName: this.#table.name,
+          Key: { deviceId: S(previous.deviceId) },
+          UpdateExpression: "SET edgeId = :edge, slot = :slot, connId = :prev, connectedAt = :at ADD epoch :one",
+          ConditionExpression: "connId = :conn",
+          ExpressionAttributeValues: {
+            ":edge": S(previous.edgeId),
+            ":slot": N(previous.slot),
+            ":prev": S(previous.connId),
+            ":at": N(previous.connectedAt),
+            ":one": N(1),
+            ":conn": S(connId),
+          },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isConditionFailure(error)) return false;
+      throw dynamoError("restore connection", error);
+    }
+  }
+
   async listByEdge(edgeId: string, options: { limit?: number; cursor?: string } = {}): Promise<Page<ConnectionRecord>> {
     this.#table.guard.check();
     const limit = pageLimit(options.limit);

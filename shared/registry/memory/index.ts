@@ -82,6 +82,16 @@ class MemoryConnectionStore implements ConnectionStore {
     return true;
   }
 
+  async restore(connId: string, previous: ConnectionRecord): Promise<boolean> {
+    this.#state.check();
+    const deviceId = previous.deviceId;
+    if (this.#records.get(deviceId)?.connId !== connId) return false;
+    const epoch = (this.#epochs.get(deviceId) ?? 0) + 1;
+    this.#records.set(deviceId, Object.freeze({ ...previous, epoch }));
+    this.#epochs.set(deviceId, epoch);
+    return true;
+  }
+
   async listByEdge(edgeId: string, options: { limit?: number; cursor?: string } = {}): Promise<Page<ConnectionRecord>> {
     this.#state.check();
     const limit = pageLimit(options.limit);

@@ -181,4 +181,48 @@ describe("edge fleet routing (memory adapters)", () => {
     assert.deepEqual(await again.device.nextOfType("res"), { t: "res", id: "lost-1", body: "still delivered" });
     await sleep(10);
   });
+
+  it("gives the record back to the live connection when an abandoned hello's claim finishes after it", async () => {
+    const fleet = await memoryFleet(4);
+    const connections = fleet.registry.connections;
+    const claim = connections.claim.bind(connections);
+    let release = (): void => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let calls = 0;
+    let lateClaimDone = false;
+    // The first hello's ownership write is slow (a store under a storm); the second is not.
+    connections.claim = async (request) => {
+      calls += 1;
+      if (calls !== 1) return claim(request);
+      await held;
+      const result = await claim(request);
+      lateClaimDone = true;
+      return result;
+    };
+    const { edge, port } = await startEdge(fleet);
+    cleanup.push(() => edge.close());
+    const abandoned = await Device.connect(port);
+    abandoned.socket.write('{"t":"hello","v":1,"deviceId":"racer"}\n');
+    await eventually(() => calls === 1, 3000, "the first claim to start");
+    const live = await connectDevice(port, "racer");
+    abandoned.socket.destroy();
+    await abandoned.closedPromise;
+    await sleep(20);
+    release();
+    await eventually(
+      async () => lateClaimDone && (await connections.get("racer"))?.connId === live.connId,
+      3000,
+      "the record to name the live connection again",
+    );
+    const record = await connections.get("racer");
+    assert.equal(record?.connId, live.connId);
+    await sleep(50);
+    assert.equal(live.device.closed, false, "the live connection is not replaced");
+    assert.deepEqual(
+      live.device.frames.filter((frame) => frame.t === "bye"),
+      [],
+    );
+  });
 });

@@ -121,6 +121,23 @@ export function registryContract(
       assert.equal(await registry.connections.release(deviceId, "new"), false);
     });
 
+    it("restores the owner a claim replaced only while the record still names that claim", async () => {
+      const deviceId = device("restore");
+      const first = await registry.connections.claim(claimOf(deviceId, "live"));
+      const second = await registry.connections.claim(claimOf(deviceId, "abandoned"));
+      assert.equal(second.previous?.connId, "live");
+      assert.equal(await registry.connections.restore("live", second.previous!), false, "not the current holder");
+      assert.equal(await registry.connections.restore("abandoned", second.previous!), true);
+      const restored = await registry.connections.get(deviceId);
+      assert.equal(restored?.connId, "live");
+      assert.equal(restored?.edgeId, first.record.edgeId);
+      assert.ok(restored!.epoch > second.record.epoch, "the epoch still only goes up");
+      assert.equal(await registry.connections.restore("abandoned", second.previous!), false, "only once");
+      const third = await registry.connections.claim(claimOf(deviceId, "newest"));
+      assert.ok(third.record.epoch > restored!.epoch);
+      assert.equal(third.previous?.connId, "live");
+    });
+
     it("gives a claim after a release an epoch higher than any before it", async () => {
       const deviceId = device("again");
       const first = await registry.connections.claim(claimOf(deviceId, "c1"));
