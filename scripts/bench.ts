@@ -93,7 +93,11 @@ const benches: readonly Bench[] = [
     name: "edge-idle",
     what: "idle connections: RSS per connection (target <= 6 KiB) and connect rate with DynamoDB Local ownership writes",
     needsCluster: true,
-    run: (env) => tsx(["services/edge/bench/idle.ts", "15000"], { ...env, TETHER_REGISTRY: "dynamodb" }),
+    run: (env) =>
+      tsx(["services/edge/bench/idle.ts", process.env.BENCH_IDLE_CONNECTIONS ?? "15000"], {
+        ...env,
+        TETHER_REGISTRY: "dynamodb",
+      }),
   },
   {
     name: "worker",

@@ -7,10 +7,17 @@
  *
  * One process may hold at most `ulimit -n` sockets; the client side binds 127.0.0.2, .3, ...
  * so that one loopback address's ~28,000 client ports are not the limit.
+ *
+ * With TETHER_REGISTRY=dynamodb it first measures, for scale, how many ownership claims per
+ * second the store itself takes from this process (the edge's own write, 64 at a time, after a
+ * warm-up round): the edge's connect rate cannot exceed it.
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
+import { ConfigReader, readCommonConfig } from "../../../shared/config/index.ts";
+import { silentLogger } from "../../../shared/log/index.ts";
+import { createRegistry } from "../../../shared/registry/index.ts";
 
 const count = Number(process.argv[2] ?? 15_000);
 const concurrency = 100;
@@ -63,6 +70,38 @@ function openDevice(port: number, index: number): Promise<Socket> {
   });
 }
 
+/** Ownership claims per second the registry takes at `concurrency`, measured after a warm-up. */
+async function storeClaimRate(concurrency: number): Promise<number> {
+  const env = { TETHER_ENV: "development", ...process.env };
+  const registry = await createRegistry(readCommonConfig(new ConfigReader(env), "tether-bench"), silentLogger());
+  let rate = 0;
+  try {
+    for (const round of ["warm-up", "measured"]) {
+      let claims = 0;
+      const started = performance.now();
+      const end = started + 5000;
+      await Promise.all(
+        Array.from({ length: concurrency }, async (_, worker) => {
+          while (performance.now() < end) {
+            const n = claims++;
+            await registry.connections.claim({
+              deviceId: `store-${round}-${worker}-${n}`,
+              edgeId: "bench",
+              slot: 0,
+              connId: `c${n}`,
+              connectedAt: Date.now(),
+            });
+          }
+        }),
+      );
+      rate = Math.round(claims / ((performance.now() - started) / 1000));
+    }
+  } finally {
+    await registry.close();
+  }
+  return rate;
+}
+
 async function main(): Promise<void> {
   const port = await freePort();
   const httpPort = await freePort();
@@ -83,6 +122,8 @@ async function main(): Promise<void> {
   });
   try {
     await waitReady(httpPort);
+    // The edge made the tables; the store's own rate first, for scale.
+    const storeClaimsPerSec = process.env.TETHER_REGISTRY === "dynamodb" ? await storeClaimRate(64) : undefined;
     // Warm up code paths so that the baseline holds compiled code, not per-connection state.
     const warm: Socket[] = [];
     for (let i = 0; i < 200; i++) warm.push(await openDevice(port, count + i));
@@ -112,6 +153,7 @@ async function main(): Promise<void> {
         rssAfterMiB: Math.round(after / 1024),
         bytesPerConnection: Math.round(perConn),
         registry: process.env.TETHER_REGISTRY ?? "memory",
+        storeClaimsPerSec,
       })}\n`,
     );
     for (const socket of sockets) socket.destroy();
