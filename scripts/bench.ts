@@ -75,6 +75,8 @@ const benches: readonly Bench[] = [
         TETHER_BROKER: "kafka",
         TETHER_REGISTRY: "dynamodb",
         BENCH_PROCESSES: "1",
+        // A fresh broker spends its first half minute compiling (its JIT takes half a core).
+        BENCH_WARMUP_S: env.BENCH_WARMUP_S ?? "30",
       }),
   },
   {
@@ -87,6 +89,7 @@ const benches: readonly Bench[] = [
         TETHER_BROKER: "kafka",
         TETHER_REGISTRY: "dynamodb",
         BENCH_PROCESSES: "1",
+        BENCH_WARMUP_S: env.BENCH_WARMUP_S ?? "20",
       }),
   },
   {

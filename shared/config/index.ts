@@ -135,6 +135,11 @@ export interface KafkaSettings {
   readonly region: string | undefined;
   /** Replication factor used when the service creates topics. */
   readonly replicationFactor: number;
+  /**
+   * How long producers wait to fill a batch (librdkafka linger.ms). 0, the default, is the lowest
+   * latency; a few milliseconds trade latency for fewer, larger produce requests at high rates.
+   */
+  readonly lingerMs?: number;
 }
 
 export interface DynamoDbSettings {
@@ -207,6 +212,7 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
       password,
       region,
       replicationFactor: reader.integer("TETHER_KAFKA_REPLICATION_FACTOR", -1, { min: -1, max: 5 }),
+      lingerMs: reader.integer("TETHER_KAFKA_LINGER_MS", 0, { min: 0, max: 1000 }),
     },
     registry,
     dynamodb: {

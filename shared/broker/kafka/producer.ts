@@ -220,7 +220,7 @@ export function producerConfig(settings: KafkaSettings, logger: Logger, tuning: 
     ...baseConfig(settings, logger, "producer"),
     "enable.idempotence": true,
     acks: "all",
-    "linger.ms": tuning.lingerMs ?? 0,
+    "linger.ms": tuning.lingerMs ?? settings.lingerMs ?? 0,
     "queue.buffering.max.messages": tuning.maxQueued ?? 100_000,
     "compression.type": "lz4",
     // Java-compatible placement: a key lands where any Kafka client would put it.

@@ -27,6 +27,16 @@ describe("edge configuration", () => {
     assert.ok(Object.isFrozen(config.limits));
   });
 
+  it("reads the producer linger, 0 by default, and names the variable when it is out of range", () => {
+    const base = { TETHER_ENV: "development", TETHER_AUTH_MODE: "none" };
+    assert.equal(readEdgeConfig(base).common.kafka.lingerMs, 0);
+    assert.equal(readEdgeConfig({ ...base, TETHER_KAFKA_LINGER_MS: "5" }).common.kafka.lingerMs, 5);
+    assert.throws(
+      () => readEdgeConfig({ ...base, TETHER_KAFKA_LINGER_MS: "-1" }),
+      (error) => hasErrorCode(error, "invalid_config") && /TETHER_KAFKA_LINGER_MS/.test(error.message),
+    );
+  });
+
   it("reads every limit and reports all bad variables at once", () => {
     const config = readEdgeConfig({
       TETHER_AUTH_MODE: "hmac",

@@ -31,3 +31,8 @@ test("a delivery timeout makes the client drop a record at the caller's own boun
   const config = producerConfig(settings, silentLogger(), { sendTimeoutMs: 30_000, deliveryTimeoutMs: 5_000 });
   assert.equal(config["message.timeout.ms"], 5_000);
 });
+
+test("the configured linger applies unless the caller tunes it itself", () => {
+  assert.equal(producerConfig({ ...settings, lingerMs: 5 }, silentLogger(), {})["linger.ms"], 5);
+  assert.equal(producerConfig({ ...settings, lingerMs: 5 }, silentLogger(), { lingerMs: 1 })["linger.ms"], 1);
+});
