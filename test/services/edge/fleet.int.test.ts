@@ -164,7 +164,9 @@ describe("edge fleet processes", () => {
   });
 
   it("loses no acked request when an edge drains on SIGTERM under load", { timeout: 240_000 }, async () => {
-    const env = await fleetEnv();
+    // 500 devices re-claiming at once slow DynamoDB Local down on a small machine; the default
+    // lease rides that out, where the short lease of the kill -9 test would expire.
+    const env = { ...(await fleetEnv()), TETHER_EDGE_LEASE_MS: "10000" };
     await startWorker(env);
     const d = await startEdge(env, { TETHER_DRAIN_MS: "2000" });
     const e = await startEdge(env);
