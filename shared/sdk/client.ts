@@ -186,6 +186,12 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_INCOMING_FRAME_BYTES = 16 * 1024 * 1024;
 /** A connection that stayed up this long resets the backoff. */
 const STABLE_CONNECTION_MS = 5_000;
+/**
+ * How long a hello this client gave up on (no `welcome` before the attempt ended) may still be
+ * completed by an edge that was slow to take it: long enough for the edge's own bound on a
+ * pending hello plus a claim in flight to the store.
+ */
+const ABANDONED_HELLO_MS = 60_000;
 /** Recently handled push ids, to hand a redelivered push to the handlers only once. */
 const RECENT_PUSH_IDS = 1024;
 const CLOSE_GRACE_MS = 1_000;
@@ -221,6 +227,8 @@ export class TetherClient {
   #info: ConnectionInfo | undefined;
   #attempt = 0;
   #reconnectTimer: NodeJS.Timeout | undefined;
+  /** When an attempt that had sent its hello ended without `welcome` (0: none pending). */
+  #abandonedHelloAt = 0;
   readonly #pending = new Map<string, PendingRequest>();
   #waiters: Waiter[] = [];
   readonly #pushHandlers = new Set<PushHandler>();
@@ -610,7 +618,16 @@ export class TetherClient {
         conn.reason = frame.reason;
         conn.reconnectMs = frame.reconnectMs;
         if (frame.reason === "replaced") {
-          conn.fatal = new TetherRequestError(ClientErrorCode.Replaced, "a newer connection of this device took over");
+          if (this.#replacedByOwnEcho()) {
+            // The "newer connection" is most likely this client's own abandoned attempt, which an
+            // edge completed late: the device has no other connection, so it connects again.
+            this.#log.debug({}, "replaced right after an abandoned hello; reconnecting");
+          } else {
+            conn.fatal = new TetherRequestError(
+              ClientErrorCode.Replaced,
+              "a newer connection of this device took over",
+            );
+          }
         }
         conn.socket.end();
         return;
@@ -734,10 +751,23 @@ export class TetherClient {
     if (conn === this.#conn && conn.info !== undefined) this.#write(conn, encodeAck(id));
   }
 
+  /**
+   * True (once) when a `bye replaced` follows an attempt of this client whose hello went out and
+   * that ended without `welcome`: the edge may still have completed that hello, taking the
+   * device's ownership from the connection that did get in. Consumed, so a second instance of the
+   * device still stops this one on its next takeover.
+   */
+  #replacedByOwnEcho(): boolean {
+    const at = this.#abandonedHelloAt;
+    this.#abandonedHelloAt = 0;
+    return at !== 0 && Date.now() - at <= ABANDONED_HELLO_MS;
+  }
+
   #onClose(conn: Connection): void {
     if (conn.connectTimer !== undefined) clearTimeout(conn.connectTimer);
     if (conn.heartbeatTimer !== undefined) clearInterval(conn.heartbeatTimer);
     conn.splitter.stop();
+    if (conn.connected && conn.info === undefined) this.#abandonedHelloAt = Date.now();
     const pingError = new TetherRequestError(ClientErrorCode.Disconnected, "connection closed", { retryable: true });
     for (const ping of conn.pings) ping.reject?.(pingError);
     conn.pings = [];

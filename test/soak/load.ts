@@ -10,7 +10,7 @@ import { resourceNames } from "../../shared/config/index.ts";
 import { silentLogger } from "../../shared/log/index.ts";
 import type { DownlinkRecord } from "../../shared/records/index.ts";
 import { Header } from "../../shared/records/index.ts";
-import { isTetherRequestError, TetherClient } from "../../shared/sdk/index.ts";
+import { ClientErrorCode, isTetherRequestError, TetherClient } from "../../shared/sdk/index.ts";
 import { delay } from "../harness/process.ts";
 import { AUTH_SECRET } from "./fleet.ts";
 
@@ -51,7 +51,10 @@ export interface LoadStats {
   readonly errors: Readonly<Record<string, number>>;
   /** Answers whose body was not what was sent. */
   readonly wrong: number;
-  /** Acked, never answered. */
+  /**
+   * Acked, never answered by the system: still open at the end, or failed on the device's side
+   * (its client stopped, timed out or lost its connection) without an answer from an edge.
+   */
   readonly lost: number;
   /** Answered with no ack seen first (the answer overtook the ack, or the ack was lost with its edge). */
   readonly answeredUnacked: number;
@@ -66,6 +69,15 @@ export interface LoadStats {
   readonly p50: number;
   readonly p99: number;
 }
+
+/** SDK failures that are not an answer from an edge. */
+const DEVICE_SIDE: ReadonlySet<string> = new Set([
+  ClientErrorCode.Timeout,
+  ClientErrorCode.Replaced,
+  ClientErrorCode.Unauthorized,
+  ClientErrorCode.Disconnected,
+  ClientErrorCode.ConnectFailed,
+]);
 
 export class LoadGenerator {
   readonly options: LoadOptions;
@@ -358,6 +370,10 @@ export class LoadGenerator {
       } else if (record.outcome === "wrong") {
         answered += 1;
         wrong += 1;
+      } else if (record.outcome === "error" && record.ackedAt !== 0 && DEVICE_SIDE.has(record.code ?? "")) {
+        lost += 1;
+        const code = `${record.code}-after-ack`;
+        errors[code] = (errors[code] ?? 0) + 1;
       } else if (record.outcome === "error") {
         answered += 1;
         const code = record.code ?? "unknown";
