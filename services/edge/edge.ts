@@ -181,8 +181,10 @@ export class Edge {
     const config = this.#config;
     const names = config.common.names;
     try {
-      // A request answered `unavailable` at the produce bound must not be written later.
-      const producer = this.#broker.producer({ deliveryTimeoutMs: this.#config.produceTimeoutMs });
+      // A request answered `unavailable` at the produce bound may still be written later (the
+      // client keeps it longer than the bound; see producerConfig): the device's retry carries
+      // the same id, and the worker's dedupe window answers a repeat from its first answer.
+      const producer = this.#broker.producer();
       this.#producer = producer;
       await producer.connect();
 

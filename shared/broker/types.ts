@@ -149,20 +149,10 @@ export interface BrokerAdmin {
   close(): Promise<void>;
 }
 
-export interface ProducerOptions {
-  /**
-   * How long a record may wait for the broker before the client gives up on it. Set it to the
-   * caller's own send() bound when the caller tells someone "not written" at that bound (the
-   * edge's `unavailable`), so that the record is then dropped rather than written later and
-   * answered twice. Default: twice the adapter's send() bound, at least 60 s.
-   */
-  readonly deliveryTimeoutMs?: number;
-}
-
 /** Factory for the clients of one broker. */
 export interface Broker {
   readonly kind: "kafka" | "memory";
-  producer(options?: ProducerOptions): Producer;
+  producer(): Producer;
   groupConsumer(options: GroupConsumerOptions): GroupConsumer;
   partitionConsumer(options: PartitionConsumerOptions): PartitionConsumer;
   admin(): BrokerAdmin;

@@ -12,7 +12,6 @@ import type {
   PartitionConsumer,
   PartitionConsumerOptions,
   Producer,
-  ProducerOptions,
 } from "../types.ts";
 import { KafkaAdmin } from "./admin.ts";
 import { type ConsumerTuning, KafkaGroupConsumer, KafkaPartitionConsumer } from "./consumer.ts";
@@ -40,8 +39,8 @@ export class KafkaBroker implements Broker {
     this.#logger = options.logger.child({ component: "kafka" });
   }
 
-  producer(options: ProducerOptions = {}): Producer {
-    return new KafkaProducer(this.#options.settings, this.#logger, { ...this.#options.producer, ...options });
+  producer(): Producer {
+    return new KafkaProducer(this.#options.settings, this.#logger, this.#options.producer ?? {});
   }
 
   groupConsumer(options: GroupConsumerOptions): GroupConsumer {

@@ -20,7 +20,6 @@ import type {
   PartitionConsumer,
   PartitionConsumerOptions,
   Producer,
-  ProducerOptions,
   TopicSpec,
 } from "../types.ts";
 import { partitionForKey } from "./murmur2.ts";
@@ -745,8 +744,7 @@ export class MemoryBroker implements Broker {
     this.#cluster = new Cluster(options);
   }
 
-  /** The in-memory log takes every record at once, so a delivery timeout never applies. */
-  producer(_options?: ProducerOptions): Producer {
+  producer(): Producer {
     return new MemoryProducer(this.#cluster);
   }
 

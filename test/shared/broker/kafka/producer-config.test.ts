@@ -27,11 +27,6 @@ test("by default a record may wait longer than any send() bound so that a report
   assert.equal(producerConfig(settings, silentLogger(), { sendTimeoutMs: 45_000 })["message.timeout.ms"], 90_000);
 });
 
-test("a delivery timeout makes the client drop a record at the caller's own bound", () => {
-  const config = producerConfig(settings, silentLogger(), { sendTimeoutMs: 30_000, deliveryTimeoutMs: 5_000 });
-  assert.equal(config["message.timeout.ms"], 5_000);
-});
-
 test("the configured linger applies unless the caller tunes it itself", () => {
   assert.equal(producerConfig({ ...settings, lingerMs: 5 }, silentLogger(), {})["linger.ms"], 5);
   assert.equal(producerConfig({ ...settings, lingerMs: 5 }, silentLogger(), { lingerMs: 1 })["linger.ms"], 1);
