@@ -23,7 +23,13 @@ export interface EdgeLimits {
   /** Told to devices in `welcome`; a connection silent for twice this long is closed. */
   readonly heartbeatMs: number;
   readonly maxFrameBytes: number;
-  /** Producer messages queued locally past which the edge stops reading sockets. */
+  /**
+   * Requests handed to the producer and still without a delivery report, past which the edge
+   * stops reading sockets (until half of them are confirmed). It keeps an overloaded edge
+   * confirming what it took: the client library hands the main thread only so many delivery
+   * reports per event-loop turn, so an edge that keeps reading everything falls further behind
+   * on them until its sends time out.
+   */
   readonly maxProducerQueue: number;
 }
 
@@ -125,7 +131,7 @@ export function readEdgeConfig(env: Env): EdgeConfig {
         min: 256,
         max: 16 * 1024 * 1024,
       }),
-      maxProducerQueue: reader.integer("TETHER_MAX_PRODUCER_QUEUE", 50_000, { min: 1 }),
+      maxProducerQueue: reader.integer("TETHER_MAX_PRODUCER_QUEUE", 5_000, { min: 1 }),
     },
   };
   return reader.finish(config);
@@ -160,7 +166,7 @@ export function edgeConfigForTests(
       helloTimeoutMs: DEFAULT_HELLO_TIMEOUT_MS,
       heartbeatMs: DEFAULT_HEARTBEAT_MS,
       maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
-      maxProducerQueue: 50_000,
+      maxProducerQueue: 5_000,
       ...limits,
     },
   };

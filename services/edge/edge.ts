@@ -82,6 +82,8 @@ export class Edge {
   readonly metrics = new EdgeMetrics();
   readonly #config: EdgeConfig;
   readonly #log: Logger;
+  #sendFailureLoggedAt = Number.NEGATIVE_INFINITY;
+  #sendFailuresUnlogged = 0;
   readonly #broker: Broker;
   readonly #registry: Registry;
   readonly #auth: Authenticator;
@@ -707,7 +709,18 @@ export class Edge {
   }
 
   #sendFailed(conn: Connection, key: string, id: string, error: unknown): void {
-    this.#log.warn({ err: error, connId: conn.connId }, "request not taken by the broker");
+    // Thousands a second when the broker is away: one line a second says it all.
+    const now = this.#now();
+    if (now - this.#sendFailureLoggedAt >= 1000) {
+      this.#log.warn(
+        { err: error, connId: conn.connId, alsoFailedSinceLastLine: this.#sendFailuresUnlogged },
+        "request not taken by the broker",
+      );
+      this.#sendFailureLoggedAt = now;
+      this.#sendFailuresUnlogged = 0;
+    } else {
+      this.#sendFailuresUnlogged += 1;
+    }
     if (this.#awaiting.delete(key)) this.#answered(conn);
     if (conn.state === ConnState.Open) {
       this.#sendError(conn, WireErrorCode.Unavailable, id, "broker unavailable, retry", true);

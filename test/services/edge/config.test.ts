@@ -23,6 +23,7 @@ describe("edge configuration", () => {
     assert.equal(config.limits.heartbeatMs, 30000);
     assert.equal(config.limits.helloTimeoutMs, 5000);
     assert.equal(config.limits.maxFrameBytes, 65536);
+    assert.equal(config.limits.maxProducerQueue, 5000);
     assert.match(config.edgeId, /^edge-[0-9a-f]{12}$/);
     assert.ok(Object.isFrozen(config.limits));
   });

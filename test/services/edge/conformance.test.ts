@@ -7,6 +7,15 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { SignJWT } from "jose";
 import { createAuthenticator, hmacToken } from "../../../shared/auth/index.ts";
+import type {
+  Broker,
+  BrokerAdmin,
+  GroupConsumer,
+  GroupConsumerOptions,
+  PartitionConsumer,
+  PartitionConsumerOptions,
+  Producer,
+} from "../../../shared/broker/types.ts";
 import { Header, ReplyKind } from "../../../shared/records/index.ts";
 import {
   Device,
@@ -24,6 +33,65 @@ interface Setup {
   worker: EchoWorker;
   port: number;
   edge: Awaited<ReturnType<typeof startEdge>>["edge"];
+}
+
+/**
+ * A broker whose producers hold back the writes to one topic until `confirm()`: requests the
+ * edge handed over wait for their delivery reports, as they do behind a slow broker.
+ */
+class SlowConfirmations implements Broker {
+  readonly kind = "memory" as const;
+  readonly #inner: Broker;
+  readonly #topic: string;
+  #release: (() => void) | undefined;
+  #confirmed: Promise<void>;
+  held = 0;
+
+  constructor(inner: Broker, topic: string) {
+    this.#inner = inner;
+    this.#topic = topic;
+    this.#confirmed = new Promise((resolve) => {
+      this.#release = resolve;
+    });
+  }
+
+  confirm(): void {
+    this.#release?.();
+  }
+
+  producer(): Producer {
+    const inner = this.#inner.producer();
+    let waiting = 0;
+    return {
+      connect: () => inner.connect(),
+      send: async (message, options) => {
+        if (message.topic !== this.#topic) return inner.send(message, options);
+        this.held += 1;
+        waiting += 1;
+        try {
+          await this.#confirmed;
+          return await inner.send(message, options);
+        } finally {
+          waiting -= 1;
+        }
+      },
+      flush: (timeoutMs) => inner.flush(timeoutMs),
+      queued: () => waiting + inner.queued(),
+      close: () => inner.close(),
+    };
+  }
+
+  groupConsumer(options: GroupConsumerOptions): GroupConsumer {
+    return this.#inner.groupConsumer(options);
+  }
+
+  partitionConsumer(options: PartitionConsumerOptions): PartitionConsumer {
+    return this.#inner.partitionConsumer(options);
+  }
+
+  admin(): BrokerAdmin {
+    return this.#inner.admin();
+  }
 }
 
 const closers: Array<() => Promise<void>> = [];
@@ -316,6 +384,35 @@ describe("edge protocol conformance (memory adapters)", () => {
     assert.equal(s.edge.awaitingAnswers, 2);
     release();
     await eventually(() => d.frames.filter((f) => f.t === "res").length === 5, 3000, "5 answers");
+  });
+
+  it("stops reading devices while too many requests await the broker's confirmation, and resumes", async () => {
+    const fleet = await memoryFleet();
+    const worker = new EchoWorker(fleet.broker, fleet.common.names);
+    await worker.start();
+    const slow = new SlowConfirmations(fleet.broker, fleet.common.names.requestsTopic);
+    const { edge, port } = await startEdge({ ...fleet, broker: slow }, { limits: { maxProducerQueue: 3 } });
+    closers.push(async () => {
+      slow.confirm();
+      await edge.close();
+      await worker.close();
+    });
+    const d = await welcomed(port, "dev-backlog");
+    for (let i = 0; i < 8; i++) {
+      d.send({ t: "req", id: `b${i}`, type: "echo", body: i });
+      await sleep(20);
+    }
+    await sleep(100);
+    // The fourth request crossed the bound; nothing after it was read.
+    assert.equal(slow.held, 4);
+    assert.equal(d.frames.filter((f) => f.t === "ack").length, 0);
+    slow.confirm();
+    await eventually(() => d.frames.filter((f) => f.t === "res").length === 8, 3000, "8 answers");
+    assert.equal(d.frames.filter((f) => f.t === "ack").length, 8);
+    assert.deepEqual(
+      d.frames.filter((f) => f.t === "error"),
+      [],
+    );
   });
 
   it("sends unavailable (retryable) when the broker does not take a request", async () => {
