@@ -54,7 +54,11 @@ export interface Producer {
   send(message: OutgoingMessage, options?: SendOptions): Promise<DeliveryReport>;
   /** Waits for every queued message to be delivered, up to `timeoutMs`. */
   flush(timeoutMs: number): Promise<void>;
-  /** Messages queued locally and not yet acknowledged; for backpressure. */
+  /**
+   * Sends still waiting for their outcome (a delivery report, a failure or the send() bound);
+   * for backpressure. A send that timed out no longer counts, although the client may still
+   * hold its record for a while.
+   */
   queued(): number;
   /** Flushes (bounded) and disconnects. Safe to call twice. */
   close(): Promise<void>;

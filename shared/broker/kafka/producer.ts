@@ -177,7 +177,7 @@ export class KafkaProducer implements Producer {
   }
 
   queued(): number {
-    return this.#inFlight;
+    return this.#unsettled.size;
   }
 
   close(): Promise<void> {
