@@ -99,6 +99,9 @@ const benches: readonly Bench[] = [
     run: (env) =>
       tsx(["services/edge/bench/idle.ts", process.env.BENCH_IDLE_CONNECTIONS ?? "15000"], {
         ...env,
+        // Presence events leave the process, as in a fleet: the in-memory broker would keep
+        // every `connected` event in the edge and count it as connection state.
+        TETHER_BROKER: "kafka",
         TETHER_REGISTRY: "dynamodb",
       }),
   },
