@@ -23,6 +23,7 @@ import {
   QueryCommand,
   ScanCommand,
   UpdateItemCommand,
+  type UpdateItemCommandInput,
   UpdateTimeToLiveCommand,
 } from "@aws-sdk/client-dynamodb";
 import type { DynamoDbSettings, ResourceNames } from "../../config/index.ts";
@@ -222,19 +223,7 @@ class DynamoConnectionStore implements ConnectionStore {
       // One atomic write: the epoch goes up by one and the replaced row comes back, so racing
       // claims are serialized by DynamoDB and each sees exactly the one it replaced.
       const result = await client.send(
-        new UpdateItemCommand({
-          TableName: table,
-          Key: { deviceId: S(claim.deviceId) },
-          UpdateExpression: "SET edgeId = :edge, slot = :slot, connId = :conn, connectedAt = :at ADD epoch :one",
-          ExpressionAttributeValues: {
-            ":edge": S(claim.edgeId),
-            ":slot": N(claim.slot),
-            ":conn": S(claim.connId),
-            ":at": N(claim.connectedAt),
-            ":one": N(1),
-          },
-          ReturnValues: "ALL_OLD",
-        }),
+        new UpdateItemCommand({ ...ownerUpdate(table, claim), ReturnValues: "ALL_OLD" }),
       );
       const old = result.Attributes;
       const epoch = (old === undefined ? 0 : (optionalNum(old, "epoch") ?? 0)) + 1;
@@ -284,22 +273,7 @@ class DynamoConnectionStore implements ConnectionStore {
   async restore(connId: string, previous: ConnectionRecord): Promise<boolean> {
     this.#table.guard.check();
     try {
-      await this.#table.client.send(
-        new UpdateItemCommand({
-          TableName: this.#table.name,
-          Key: { deviceId: S(previous.deviceId) },
-          UpdateExpression: "SET edgeId = :edge, slot = :slot, connId = :prev, connectedAt = :at ADD epoch :one",
-          ConditionExpression: "connId = :conn",
-          ExpressionAttributeValues: {
-            ":edge": S(previous.edgeId),
-            ":slot": N(previous.slot),
-            ":prev": S(previous.connId),
-            ":at": N(previous.connectedAt),
-            ":one": N(1),
-            ":conn": S(connId),
-          },
-        }),
-      );
+      await this.#table.client.send(new UpdateItemCommand(ownerUpdate(this.#table.name, previous, connId)));
       return true;
     } catch (error) {
       if (isConditionFailure(error)) return false;
@@ -329,6 +303,31 @@ class DynamoConnectionStore implements ConnectionStore {
       throw dynamoError("list connections of an edge", error);
     }
   }
+}
+
+/**
+ * The write that makes `owner` the device's connection, one epoch above the last; with
+ * `ifConnId`, only while the record still names that connection.
+ */
+function ownerUpdate(
+  table: string,
+  owner: Pick<ConnectionRecord, "deviceId" | "edgeId" | "slot" | "connId" | "connectedAt">,
+  ifConnId?: string,
+): UpdateItemCommandInput {
+  return {
+    TableName: table,
+    Key: { deviceId: S(owner.deviceId) },
+    UpdateExpression: "SET edgeId = :edge, slot = :slot, connId = :conn, connectedAt = :at ADD epoch :one",
+    ExpressionAttributeValues: {
+      ":edge": S(owner.edgeId),
+      ":slot": N(owner.slot),
+      ":conn": S(owner.connId),
+      ":at": N(owner.connectedAt),
+      ":one": N(1),
+      ...(ifConnId === undefined ? {} : { ":if": S(ifConnId) }),
+    },
+    ...(ifConnId === undefined ? {} : { ConditionExpression: "connId = :if" }),
+  };
 }
 
 function toLease(item: Item): SlotLease {

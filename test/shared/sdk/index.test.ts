@@ -295,14 +295,15 @@ describe("TetherClient", () => {
     assert.equal(edge.connections.length, 1);
   });
 
-  it("reconnects, once, when replaced right after an attempt of its own that got no welcome", async (t) => {
+  /**
+   * An edge that leaves attempt 0's hello unanswered (the client gives up on it) and answers the
+   * first request on each of `replacedOn` with `bye replaced`; a client that counts `replaced`.
+   */
+  async function lateHelloSetup(t: TestContext, replacedOn: readonly number[]) {
     const edge = await startEdge(t);
     edge.onFrame = (conn, frame) => {
-      // Attempt 0: the edge takes the hello but is too slow to answer; the client gives up on it.
       if (conn.index === 0) return;
-      // Attempt 1 gets in; then the edge completes attempt 0 late, which displaces this one.
-      // Attempt 2 gets in too, and a real second instance of the device takes over later.
-      if (frame.t === "req" && (conn.index === 1 || conn.index === 2)) {
+      if (frame.t === "req" && replacedOn.includes(conn.index)) {
         conn.send({ t: "bye", reason: "replaced" });
         conn.close();
         return;
@@ -310,35 +311,29 @@ describe("TetherClient", () => {
       defaultBehaviour()(conn, frame);
     };
     const c = client(t, edge, { connectTimeoutMs: 150 });
-    let replaced = 0;
-    c.on("replaced", () => replaced++);
+    const seen = { replaced: 0 };
+    c.on("replaced", () => seen.replaced++);
     await c.connect();
+    return { edge, c, seen };
+  }
+
+  it("reconnects, once, when replaced right after an attempt of its own that got no welcome", async (t) => {
+    // Attempt 1 gets in; then the edge completes attempt 0 late, which displaces it. Attempt 2
+    // gets in too, and a real second instance of the device takes over later.
+    const { edge, c, seen } = await lateHelloSetup(t, [1, 2]);
     const error = await rejection(c.request("echo", "once"));
     // The first `replaced` only cost a reconnect; the second one, with no abandoned hello
     // before it, is a real takeover and stops the client.
     assert.equal(edge.connections.length, 3);
     assert.equal(error.code, "replaced");
-    assert.equal(replaced, 1);
+    assert.equal(seen.replaced, 1);
     assert.equal(c.status, "closed");
   });
 
   it("resends open requests after a replaced that followed its own abandoned hello", async (t) => {
-    const edge = await startEdge(t);
-    edge.onFrame = (conn, frame) => {
-      if (conn.index === 0) return;
-      if (frame.t === "req" && conn.index === 1) {
-        conn.send({ t: "bye", reason: "replaced" });
-        conn.close();
-        return;
-      }
-      defaultBehaviour()(conn, frame);
-    };
-    const c = client(t, edge, { connectTimeoutMs: 150 });
-    let replaced = 0;
-    c.on("replaced", () => replaced++);
-    await c.connect();
+    const { edge, c, seen } = await lateHelloSetup(t, [1]);
     assert.equal(await c.request("echo", "kept"), "kept");
-    assert.equal(replaced, 0);
+    assert.equal(seen.replaced, 0);
     assert.equal(c.status, "open");
     assert.equal(edge.connections.length, 3);
   });
