@@ -30,7 +30,12 @@ export interface EdgeServiceProps {
   readonly authMode: AuthMode;
   readonly jwksUrl: string | undefined;
   readonly drainMs: number;
+  /** TLS listener on 443 with this ACM certificate; TLS ends at the NLB. */
   readonly certificateArn: string | undefined;
+  /** Plain TCP listener on 3000, and the public rule for it. */
+  readonly plainTcp: boolean;
+  /** PROXY protocol v2 on the target group, and TETHER_PROXY_PROTOCOL=v2 for the edge. */
+  readonly proxyProtocol: boolean;
   readonly deviceCidrs: readonly string[];
   readonly desiredCount: number;
   readonly minCount: number;
@@ -49,6 +54,14 @@ export interface EdgeServiceProps {
  * not cut those connections first, so connection termination on deregistration and on
  * unhealthy targets is off, and the health check needs longer than the drain to mark a
  * draining task unhealthy. `stopTimeout` covers the drain plus the final flush.
+ *
+ * Client address: the targets are IPs, so without PROXY protocol the edge would see the NLB's
+ * private address on every device socket and a per-address limit would count the whole fleet
+ * as one client. With it, the NLB writes a v2 header ahead of each connection's first byte.
+ * The NLB also writes one (a LOCAL header, no addresses) at the start of its health checks,
+ * the HTTP ones on 9090 included, so with TETHER_PROXY_PROTOCOL=v2 the edge has to accept a
+ * header on its HTTP port as well: required on device connections, optional on 9090, where
+ * the container's own probe comes without one.
  */
 export class EdgeService extends Construct {
   readonly service: ecs.FargateService;
@@ -57,7 +70,7 @@ export class EdgeService extends Construct {
   readonly targetGroup: elbv2.NetworkTargetGroup;
   readonly authSecret: secretsmanager.Secret | undefined;
   readonly securityGroup: ec2.SecurityGroup;
-  /** Device connections through the NLB (both listeners). */
+  /** Device connections through the NLB (every listener). */
   readonly activeConnections: cloudwatch.Metric;
   /** Device connections per healthy edge task (NLB flows / healthy targets). */
   readonly connectionsPerTask: cloudwatch.MathExpression;
@@ -89,6 +102,7 @@ export class EdgeService extends Construct {
       TETHER_EDGE_HTTP_PORT: String(EDGE_HTTP_PORT),
       TETHER_AUTH_MODE: props.authMode,
       TETHER_DRAIN_MS: String(props.drainMs),
+      TETHER_PROXY_PROTOCOL: props.proxyProtocol ? "v2" : "off",
     };
     if (props.jwksUrl !== undefined) environment.TETHER_AUTH_JWKS_URL = props.jwksUrl;
     const secrets: Record<string, ecs.Secret> = { ...props.commonSecrets };
@@ -146,7 +160,9 @@ export class EdgeService extends Construct {
     }
     for (const cidr of props.deviceCidrs) {
       const peer = cidr.includes(":") ? ec2.Peer.ipv6(cidr) : ec2.Peer.ipv4(cidr);
-      lbSecurityGroup.addIngressRule(peer, ec2.Port.tcp(DEVICE_PORT), "devices, TCP");
+      if (props.plainTcp) {
+        lbSecurityGroup.addIngressRule(peer, ec2.Port.tcp(DEVICE_PORT), "devices, TCP");
+      }
       if (props.certificateArn !== undefined) {
         lbSecurityGroup.addIngressRule(peer, ec2.Port.tcp(DEVICE_TLS_PORT), "devices, TLS");
       }
@@ -157,6 +173,7 @@ export class EdgeService extends Construct {
       description: "Tether edge tasks",
       kafkaPeer: "edge tasks",
     });
+    // Needed with TLS only too: the TLS listener hands the decrypted stream to this port.
     this.securityGroup.connections.allowFrom(lbSecurityGroup, ec2.Port.tcp(DEVICE_PORT), "device traffic from the NLB");
     this.securityGroup.connections.allowFrom(lbSecurityGroup, ec2.Port.tcp(EDGE_HTTP_PORT), "NLB health checks");
 
@@ -185,6 +202,7 @@ export class EdgeService extends Construct {
       targetType: elbv2.TargetType.IP,
       deregistrationDelay: timings.deregistrationDelay,
       connectionTermination: false,
+      proxyProtocolV2: props.proxyProtocol,
       healthCheck: {
         protocol: elbv2.Protocol.HTTP,
         port: String(EDGE_HTTP_PORT),
@@ -200,18 +218,22 @@ export class EdgeService extends Construct {
     this.targetGroup.setAttribute("target_health_state.unhealthy.connection_termination.enabled", "false");
     this.targetGroup.addTarget(this.service.loadBalancerTarget({ containerName: "edge", containerPort: DEVICE_PORT }));
 
-    this.loadBalancer.addListener("Tcp", {
-      port: DEVICE_PORT,
-      protocol: elbv2.Protocol.TCP,
-      defaultTargetGroups: [this.targetGroup],
-    });
+    if (props.plainTcp) {
+      this.loadBalancer.addListener("Tcp", {
+        port: DEVICE_PORT,
+        protocol: elbv2.Protocol.TCP,
+        defaultTargetGroups: [this.targetGroup],
+      });
+    }
     if (props.certificateArn !== undefined) {
-      // TLS ends at the NLB; the edge sees plain TCP on the device port.
+      // TLS ends at the NLB; the edge sees plain TCP on the device port. The policy is AWS's
+      // current recommendation: TLS 1.3 (hybrid post-quantum key exchange for clients that
+      // offer it) and TLS 1.2 restricted to ECDHE with AES-GCM, so no CBC or RSA key exchange.
       this.loadBalancer.addListener("Tls", {
         port: DEVICE_TLS_PORT,
         protocol: elbv2.Protocol.TLS,
         certificates: [elbv2.ListenerCertificate.fromArn(props.certificateArn)],
-        sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
+        sslPolicy: elbv2.SslPolicy.TLS13_12_RES_PQ,
         defaultTargetGroups: [this.targetGroup],
       });
     }

@@ -41,6 +41,16 @@ export interface TetherSettings {
   readonly workPartitions: number;
   /** ACM certificate for the TLS device listener on 443; none: TCP on 3000 only. */
   readonly certificateArn: string | undefined;
+  /**
+   * Whether devices may also connect unencrypted on 3000. Off by default once a certificate is
+   * given, so a stack with TLS has no plain listener and no public rule for it.
+   */
+  readonly devicePlainTcp: boolean;
+  /**
+   * The NLB starts every connection to the edge with a PROXY protocol v2 header (on by
+   * default): with IP targets the edge otherwise sees the NLB's address, not the device's.
+   */
+  readonly proxyProtocol: boolean;
   /** ACM certificate for HTTPS on the internal admin load balancer; none: HTTP on 80. */
   readonly adminCertificateArn: string | undefined;
   /** Networks allowed to reach the device listeners. */
@@ -111,10 +121,10 @@ const DEFAULTS = {
  *
  * Keys: env, production, vpcId, vpcCidr, availabilityZones, publicSubnetIds, privateSubnetIds,
  * kafkaMode, bootstrapServers, kafkaSecretArn, namePrefix, maxEdges, workPartitions,
- * certificateArn, adminCertificateArn, deviceCidrs, authMode, jwksUrl, drainMs,
- * edgeDesiredCount, edgeMinCount, edgeMaxCount, workerDesiredCount, workerMinCount,
- * workerMaxCount, adminDesiredCount, connectionsPerEdge, lagPerWorker, lagAlarmThreshold,
- * logRetentionDays, alarmEmail.
+ * certificateArn, devicePlainTcp, proxyProtocol, adminCertificateArn, deviceCidrs, authMode,
+ * jwksUrl, drainMs, edgeDesiredCount, edgeMinCount, edgeMaxCount, workerDesiredCount,
+ * workerMinCount, workerMaxCount, adminDesiredCount, connectionsPerEdge, lagPerWorker,
+ * lagAlarmThreshold, logRetentionDays, alarmEmail.
  */
 export function settingsFromContext(read: ContextReader): TetherSettings {
   const problems: string[] = [];
@@ -202,6 +212,14 @@ export function settingsFromContext(read: ContextReader): TetherSettings {
     problems.push(`authMode must be hmac or jwt (none is for development only), got ${authMode}`);
   }
 
+  const certificateArn = str("certificateArn");
+  const devicePlainTcp = bool("devicePlainTcp", certificateArn === undefined);
+  if (!devicePlainTcp && certificateArn === undefined) {
+    problems.push(
+      "devicePlainTcp=false needs certificateArn; without the TLS listener devices could not connect at all",
+    );
+  }
+
   const drainMs = int("drainMs", DEFAULTS.drainMs, 0, 110_000);
 
   // Each edge needs a slot, and a rolling deployment runs up to twice the tasks for a while.
@@ -234,7 +252,9 @@ export function settingsFromContext(read: ContextReader): TetherSettings {
     namePrefix,
     maxEdges,
     workPartitions,
-    certificateArn: str("certificateArn"),
+    certificateArn,
+    devicePlainTcp,
+    proxyProtocol: bool("proxyProtocol", true),
     adminCertificateArn: str("adminCertificateArn"),
     deviceCidrs: list("deviceCidrs") ?? ["0.0.0.0/0"],
     authMode: authMode === "jwt" ? "jwt" : "hmac",

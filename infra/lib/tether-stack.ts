@@ -96,6 +96,8 @@ export class TetherStack extends Stack {
       jwksUrl: settings.jwksUrl,
       drainMs: settings.drainMs,
       certificateArn: settings.certificateArn,
+      plainTcp: settings.devicePlainTcp,
+      proxyProtocol: settings.proxyProtocol,
       deviceCidrs: settings.deviceCidrs,
       desiredCount: settings.edge.desired,
       minCount: settings.edge.min,
@@ -146,7 +148,9 @@ export class TetherStack extends Stack {
 
     const nlbDns = this.edge.loadBalancer.loadBalancerDnsName;
     new CfnOutput(this, "NlbDnsName", { value: nlbDns, description: "Device endpoint host name" });
-    new CfnOutput(this, "DeviceEndpoint", { value: `${nlbDns}:${DEVICE_PORT}`, description: "Devices, plain TCP" });
+    if (settings.devicePlainTcp) {
+      new CfnOutput(this, "DeviceEndpoint", { value: `${nlbDns}:${DEVICE_PORT}`, description: "Devices, plain TCP" });
+    }
     if (settings.certificateArn !== undefined) {
       new CfnOutput(this, "DeviceTlsEndpoint", {
         value: `${nlbDns}:${DEVICE_TLS_PORT}`,

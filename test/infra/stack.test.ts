@@ -120,6 +120,36 @@ const roles = (stack: TetherStack) => ({
   admin: stack.admin.task.taskDefinition.taskRole,
 });
 
+/** The device listeners of the NLB: port to protocol. */
+function deviceListeners(built: Built): Record<number, string> {
+  const listeners = Object.values(built.template.findResources("AWS::ElasticLoadBalancingV2::Listener"))
+    .map((listener) => listener.Properties as Json)
+    .filter((properties) => properties.Protocol === "TCP" || properties.Protocol === "TLS");
+  return Object.fromEntries(listeners.map((properties) => [Number(properties.Port), String(properties.Protocol)]));
+}
+
+/** Ports that device networks may reach: the public group's rules and any other rule from an address range. */
+function publicPorts(built: Built): number[] {
+  const groups = built.template.findResources("AWS::EC2::SecurityGroup", {
+    Properties: { GroupDescription: "Tether device listeners (public)" },
+  });
+  const inline = Object.values(groups).flatMap(
+    (group) => ((group.Properties as Json).SecurityGroupIngress as Json[] | undefined) ?? [],
+  );
+  const separate = Object.values(built.template.findResources("AWS::EC2::SecurityGroupIngress"))
+    .map((rule) => rule.Properties as Json)
+    .filter((rule) => rule.CidrIp !== undefined || rule.CidrIpv6 !== undefined);
+  return [...new Set([...inline, ...separate].map((rule) => Number(rule.FromPort)))].sort((a, b) => a - b);
+}
+
+function edgeTargetGroupAttributes(built: Built): Record<string, string> {
+  const group = built.template.toJSON().Resources[logicalId(built.stack, built.stack.edge.targetGroup)] as Json;
+  const attributes = (group.Properties as Json).TargetGroupAttributes as { Key: string; Value: string }[];
+  return Object.fromEntries(attributes.map((attribute) => [attribute.Key, attribute.Value]));
+}
+
+const deviceCertificateArn = "arn:aws:acm:eu-west-1:111122223333:certificate/abc";
+
 describe("device listeners and ports", () => {
   test("the NLB is internet-facing and listens for devices on TCP 3000, forwarding to the edge tasks' port 3000", () => {
     const { template, stack } = build();
@@ -150,24 +180,63 @@ describe("device listeners and ports", () => {
     assert.deepEqual(Object.keys(tls), []);
   });
 
-  test("a certificate adds a TLS listener on 443 that ends TLS and forwards to the same edge targets", () => {
-    const certificateArn = "arn:aws:acm:eu-west-1:111122223333:certificate/abc";
-    const { template, stack } = build({ certificateArn });
+  test("a certificate adds a TLS listener on 443 that ends TLS with AWS's restricted TLS 1.2/1.3 policy and forwards to the same edge targets", () => {
+    const { template, stack } = build({ certificateArn: deviceCertificateArn });
     template.hasResourceProperties("AWS::ElasticLoadBalancingV2::Listener", {
       Port: 443,
       Protocol: "TLS",
-      Certificates: [{ CertificateArn: certificateArn }],
-      SslPolicy: Match.stringLikeRegexp("TLS13"),
+      Certificates: [{ CertificateArn: deviceCertificateArn }],
+      SslPolicy: "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
       DefaultActions: [{ Type: "forward", TargetGroupArn: { Ref: logicalId(stack, stack.edge.targetGroup) } }],
     });
-    template.hasResourceProperties("AWS::EC2::SecurityGroup", {
-      GroupDescription: "Tether device listeners (public)",
-      SecurityGroupIngress: Match.arrayWith([
-        Match.objectLike({ FromPort: 3000, ToPort: 3000, CidrIp: "0.0.0.0/0" }),
-        Match.objectLike({ FromPort: 443, ToPort: 443, CidrIp: "0.0.0.0/0" }),
-      ]),
-    });
     template.hasOutput("DeviceTlsEndpoint", {});
+  });
+
+  test("with a device certificate, production offers devices TLS on 443 only: no plain TCP listener and no public rule for port 3000", () => {
+    const built = build({ env: "prod", certificateArn: deviceCertificateArn });
+    assert.deepEqual(deviceListeners(built), { 443: "TLS" });
+    assert.deepEqual(publicPorts(built), [443]);
+    const outputs = built.template.toJSON().Outputs as Record<string, unknown>;
+    assert.equal(outputs.DeviceEndpoint, undefined, "no plain endpoint is advertised");
+    assert.ok(outputs.DeviceTlsEndpoint);
+    // The NLB still hands the decrypted stream to the edge's device port inside the VPC.
+    built.template.hasResourceProperties("AWS::EC2::SecurityGroupIngress", {
+      FromPort: 3000,
+      GroupId: { "Fn::GetAtt": [logicalId(built.stack, built.stack.edge.securityGroup), "GroupId"] },
+      SourceSecurityGroupId: Match.anyValue(),
+    });
+  });
+
+  test("without a certificate, development keeps plain TCP on 3000, and asking for TLS only without one is refused", () => {
+    const built = build();
+    assert.deepEqual(deviceListeners(built), { 3000: "TCP" });
+    assert.deepEqual(publicPorts(built), [3000]);
+    const read = (values: Record<string, string>) => (key: string) => values[key];
+    assert.equal(settingsFromContext(read({})).devicePlainTcp, true);
+    assert.throws(
+      () => settingsFromContext(read({ devicePlainTcp: "false" })),
+      /devicePlainTcp=false needs certificateArn/,
+    );
+  });
+
+  test("devicePlainTcp=true brings the plain TCP listener and its public rule back beside TLS", () => {
+    const tlsOnly = build({ certificateArn: deviceCertificateArn });
+    assert.deepEqual(deviceListeners(tlsOnly), { 443: "TLS" });
+    const both = build({ certificateArn: deviceCertificateArn, devicePlainTcp: "true" });
+    assert.deepEqual(deviceListeners(both), { 443: "TLS", 3000: "TCP" });
+    assert.deepEqual(publicPorts(both), [443, 3000]);
+    both.template.hasOutput("DeviceEndpoint", {});
+  });
+
+  test("the edge's target group sends PROXY protocol v2, and the edge is told to expect it with TETHER_PROXY_PROTOCOL=v2", () => {
+    for (const context of [{}, { env: "prod", certificateArn: deviceCertificateArn }]) {
+      const built = build(context);
+      assert.equal(edgeTargetGroupAttributes(built)["proxy_protocol_v2.enabled"], "true", JSON.stringify(context));
+      assert.equal(environmentOf(built, "edge").TETHER_PROXY_PROTOCOL, "v2", JSON.stringify(context));
+    }
+    const off = build({ proxyProtocol: "false" });
+    assert.equal(edgeTargetGroupAttributes(off)["proxy_protocol_v2.enabled"], "false");
+    assert.equal(environmentOf(off, "edge").TETHER_PROXY_PROTOCOL, "off");
   });
 
   test("deviceCidrs narrows who may reach the device listener", () => {
