@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { SignJWT } from "jose";
-import { hmacToken } from "../../shared/auth/index.ts";
+import { hmacToken, jwtHs256Key } from "../../shared/auth/index.ts";
 import { isValidDeviceId } from "../../shared/protocol/index.ts";
 import type { TetherClientOptions } from "../../shared/sdk/index.ts";
 import { type CliIo, UsageError } from "./io.ts";
@@ -177,7 +177,10 @@ export function deviceOption(parsed: Parsed): string {
   return device === undefined ? randomDeviceId("cli") : deviceIdArgument(device, "--device");
 }
 
-/** An HS256 JWT for a device: `sub` = deviceId, expiring after `ttlSec`. */
+/**
+ * An HS256 JWT for a device: `sub` = deviceId, expiring after `ttlSec`, signed with the key the
+ * edge derives from the secret (not with the secret itself).
+ */
 export async function jwtToken(secret: string, deviceId: string, ttlSec: number): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT({})
@@ -185,7 +188,7 @@ export async function jwtToken(secret: string, deviceId: string, ttlSec: number)
     .setSubject(deviceId)
     .setIssuedAt(now)
     .setExpirationTime(now + ttlSec)
-    .sign(new TextEncoder().encode(secret));
+    .sign(jwtHs256Key(secret));
 }
 
 /** A device id for a CLI session when none is given. */

@@ -1,13 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
+import { type AuthConfig, defaultAuthConfig, readAuthConfig } from "../../shared/auth/index.ts";
 import { type CommonConfig, ConfigReader, type Env, readCommonConfig } from "../../shared/config/index.ts";
 import {
   DEFAULT_HEARTBEAT_MS,
   DEFAULT_HELLO_TIMEOUT_MS,
   DEFAULT_MAX_FRAME_BYTES,
 } from "../../shared/protocol/frames.ts";
-
-export type AuthMode = "none" | "hmac" | "jwt";
 
 /** Per-edge limits; each one is configurable because fleets differ in what devices need. */
 export interface EdgeLimits {
@@ -42,11 +41,7 @@ export interface EdgeConfig {
   /** Interface the device listener binds; all interfaces by default. */
   readonly deviceHost: string | undefined;
   readonly httpPort: number;
-  readonly auth: {
-    readonly mode: AuthMode;
-    readonly secret: string | undefined;
-    readonly jwksUrl: string | undefined;
-  };
+  readonly auth: AuthConfig;
   /** PEM files; when both are set the edge terminates TLS itself. */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly drainMs: number;
@@ -68,33 +63,12 @@ export function randomEdgeId(): string {
 
 /**
  * Reads the edge's configuration from the environment, reporting every problem at once.
- * Auth mode `none` is refused unless `TETHER_ENV=development`.
+ * Auth mode `none` is refused unless `TETHER_ENV=development` (see readAuthConfig).
  */
 export function readEdgeConfig(env: Env): EdgeConfig {
   const reader = new ConfigReader(env);
   const common = readCommonConfig(reader, "tether-edge");
-  const mode = reader.oneOf(
-    "TETHER_AUTH_MODE",
-    ["none", "hmac", "jwt"] as const,
-    common.environment === "development" ? "none" : "hmac",
-  );
-  const secret = reader.optionalString("TETHER_AUTH_SECRET");
-  const jwksUrl = reader.optionalString("TETHER_AUTH_JWKS_URL");
-  if (mode === "none" && common.environment !== "development") {
-    reader.problem(
-      "TETHER_AUTH_MODE",
-      "is none, which lets any device in; it is only allowed with TETHER_ENV=development (set TETHER_AUTH_MODE=hmac or jwt for production)",
-    );
-  }
-  if (mode === "hmac" && secret === undefined) {
-    reader.problem("TETHER_AUTH_SECRET", "is required when TETHER_AUTH_MODE=hmac");
-  }
-  if (mode === "jwt" && secret === undefined && jwksUrl === undefined) {
-    reader.problem("TETHER_AUTH_SECRET", "or TETHER_AUTH_JWKS_URL is required when TETHER_AUTH_MODE=jwt");
-  }
-  if (jwksUrl !== undefined && !/^https?:\/\//.test(jwksUrl)) {
-    reader.problem("TETHER_AUTH_JWKS_URL", "must be an http(s) URL");
-  }
+  const auth = readAuthConfig(reader, common.environment);
   const certFile = reader.optionalString("TETHER_TLS_CERT_FILE");
   const keyFile = reader.optionalString("TETHER_TLS_KEY_FILE");
   if ((certFile === undefined) !== (keyFile === undefined)) {
@@ -113,7 +87,7 @@ export function readEdgeConfig(env: Env): EdgeConfig {
     devicePort: reader.port("TETHER_DEVICE_PORT", 3000),
     deviceHost: reader.optionalString("TETHER_DEVICE_HOST"),
     httpPort: reader.port("TETHER_EDGE_HTTP_PORT", 9090),
-    auth: { mode, secret, jwksUrl },
+    auth,
     tls: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : undefined,
     drainMs: reader.integer("TETHER_DRAIN_MS", 20_000, { min: 0, max: 3_600_000 }),
     leaseMs,
@@ -150,7 +124,7 @@ export function edgeConfigForTests(
     devicePort: 0,
     deviceHost: "127.0.0.1",
     httpPort: 0,
-    auth: { mode: "none", secret: undefined, jwksUrl: undefined },
+    auth: defaultAuthConfig(),
     tls: undefined,
     drainMs: 1000,
     leaseMs: 10_000,

@@ -45,11 +45,7 @@ async function main(): Promise<void> {
     await admin.close();
   }
 
-  const authenticator = createAuthenticator({
-    mode: config.auth.mode,
-    secret: config.auth.secret,
-    jwksUrl: config.auth.jwksUrl,
-  });
+  const authenticator = createAuthenticator(config.auth);
   let exiting = false;
   const edge = createEdge({ config, logger, broker, registry, authenticator });
   const http = new EdgeHttp({ edge, port: config.httpPort, logger });

@@ -70,11 +70,7 @@ async function main(): Promise<void> {
     logger: logger.child({ component: "edge" }),
     broker,
     registry,
-    authenticator: createAuthenticator({
-      mode: edgeConfig.auth.mode,
-      secret: edgeConfig.auth.secret,
-      jwksUrl: edgeConfig.auth.jwksUrl,
-    }),
+    authenticator: createAuthenticator(edgeConfig.auth),
   });
   const edgeHttp = new EdgeHttp({ edge, port: edgeConfig.httpPort, logger });
 

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
-import { createAuthenticator, hmacToken } from "../../../shared/auth/index.ts";
+import { createAuthenticator, expiringHmacToken, hmacToken } from "../../../shared/auth/index.ts";
 import { defaultBehaviour, FakeEdge } from "../../shared/sdk/fake-edge.ts";
 
 const BIN = fileURLToPath(new URL("../../../bin/tether.mjs", import.meta.url));
@@ -77,6 +77,31 @@ describe("tether token", () => {
     const auth = createAuthenticator({ mode: "jwt", secret: "k" });
     assert.deepEqual(await auth.verify("dev-9", run.stdout.trim()), { ok: true });
     assert.equal((await auth.verify("dev-8", run.stdout.trim())).ok, false);
+  });
+
+  it("prints the expiring hmac token <exp>.<sig> with --ttl, exp being now + ttl", async () => {
+    const before = Math.floor(Date.now() / 1000);
+    const run = await tether(["token", "dev-1", "--secret", "s3cret", "--ttl", "3600"]);
+    const after = Math.floor(Date.now() / 1000);
+    assert.equal(run.code, 0, run.stderr);
+    const token = run.stdout.trim();
+    const match = /^(\d+)\.([A-Za-z0-9_-]{43})$/.exec(token);
+    assert.ok(match, token);
+    const exp = Number(match[1]);
+    assert.ok(exp >= before + 3600 && exp <= after + 3600, `${exp} is now + 3600`);
+    assert.equal(token, expiringHmacToken("s3cret", "dev-1", exp));
+    const auth = createAuthenticator({ mode: "hmac", secret: "s3cret", hmacStatic: "refuse" });
+    assert.deepEqual(await auth.verify("dev-1", token), { ok: true });
+    assert.equal((await auth.verify("dev-2", token)).ok, false);
+  });
+
+  it("refuses a --ttl that is not a positive whole number of seconds", async () => {
+    for (const ttl of ["0", "-5", "soon", "1.5"]) {
+      const run = await tether(["token", "dev-1", "--secret", "s", "--ttl", ttl]);
+      assert.equal(run.code, 2, ttl);
+      assert.match(run.stderr, /--ttl/);
+      assert.equal(run.stdout, "");
+    }
   });
 
   it("exits with 2 and says why without a secret, with a bad deviceId or unknown options", async () => {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { SignJWT } from "jose";
-import { createAuthenticator, hmacToken } from "../../../shared/auth/index.ts";
+import { createAuthenticator, hmacToken, jwtHs256Key } from "../../../shared/auth/index.ts";
 import type {
   Broker,
   BrokerAdmin,
@@ -317,7 +317,7 @@ describe("edge protocol conformance (memory adapters)", () => {
 
   it("checks jwt tokens: subject, signature and expiry", async () => {
     const secret = "jwt-secret";
-    const key = new TextEncoder().encode(secret);
+    const key = jwtHs256Key(secret);
     const s = await setup({}, { authenticator: createAuthenticator({ mode: "jwt", secret }) });
     const nowSec = Math.floor(Date.now() / 1000);
     const sign = (claims: Record<string, unknown>, k = key) =>
