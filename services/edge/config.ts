@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { hostname } from "node:os";
+import { hostname, totalmem } from "node:os";
 import { type AuthConfig, defaultAuthConfig, readAuthConfig } from "../../shared/auth/index.ts";
 import { type CommonConfig, ConfigReader, type Env, readCommonConfig } from "../../shared/config/index.ts";
 import {
@@ -22,6 +22,12 @@ export interface EdgeLimits {
   /** Told to devices in `welcome`; a connection silent for twice this long is closed. */
   readonly heartbeatMs: number;
   readonly maxFrameBytes: number;
+  /** Longest line accepted before a hello was read (a hello is small; junk is cut early). */
+  readonly maxHelloBytes: number;
+  /** Sockets not yet welcomed (TLS handshake, hello, claim), edge-wide; past it new ones are refused. */
+  readonly maxPendingConnections: number;
+  /** Sockets not yet welcomed from one source address; past it that address's new ones are refused. */
+  readonly maxPendingPerSource: number;
   /**
    * Requests handed to the producer and still without a delivery report, past which the edge
    * stops reading sockets (until half of them are confirmed). It keeps an overloaded edge
@@ -42,6 +48,11 @@ export interface EdgeConfig {
   readonly deviceHost: string | undefined;
   readonly httpPort: number;
   readonly auth: AuthConfig;
+  /**
+   * `v2`: every device connection starts with a PROXY protocol v2 header (the NLB's target group
+   * setting), which tells the device's own address; `off`: the socket's peer is the device.
+   */
+  readonly proxyProtocol: "off" | "v2";
   /** PEM files; when both are set the edge terminates TLS itself. */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   readonly drainMs: number;
@@ -65,7 +76,24 @@ export function randomEdgeId(): string {
  * Reads the edge's configuration from the environment, reporting every problem at once.
  * Auth mode `none` is refused unless `TETHER_ENV=development` (see readAuthConfig).
  */
-export function readEdgeConfig(env: Env): EdgeConfig {
+/**
+ * Default connection cap: what the task's memory holds at a generous budget per connection
+ * (buffers of busy devices included), so a 2 GiB task is not promised 100,000 sockets.
+ */
+export function defaultMaxConnections(memoryBytes: number): number {
+  const perConnection = 24 * 1024;
+  const usable = memoryBytes * 0.6;
+  return Math.max(100, Math.min(1_000_000, Math.floor(usable / perConnection)));
+}
+
+/** The memory this process may use: its cgroup limit when it has one, else the machine's. */
+export function availableMemory(): number {
+  const constrained = process.constrainedMemory?.() ?? 0;
+  const total = totalmem();
+  return constrained > 0 && constrained < total ? constrained : total;
+}
+
+export function readEdgeConfig(env: Env, memoryBytes: number = availableMemory()): EdgeConfig {
   const reader = new ConfigReader(env);
   const common = readCommonConfig(reader, "tether-edge");
   const auth = readAuthConfig(reader, common.environment);
@@ -79,6 +107,7 @@ export function readEdgeConfig(env: Env): EdgeConfig {
     reader.problem("TETHER_EDGE_ID", "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -");
   }
   const heartbeatMs = reader.integer("TETHER_HEARTBEAT_MS", DEFAULT_HEARTBEAT_MS, { min: 50, max: 3_600_000 });
+  const maxConnections = reader.integer("TETHER_MAX_CONNECTIONS", defaultMaxConnections(memoryBytes), { min: 1 });
   const leaseMs = reader.integer("TETHER_EDGE_LEASE_MS", 10_000, { min: 300, max: 600_000 });
   const config: EdgeConfig = {
     common,
@@ -88,6 +117,7 @@ export function readEdgeConfig(env: Env): EdgeConfig {
     deviceHost: reader.optionalString("TETHER_DEVICE_HOST"),
     httpPort: reader.port("TETHER_EDGE_HTTP_PORT", 9090),
     auth,
+    proxyProtocol: reader.oneOf("TETHER_PROXY_PROTOCOL", ["off", "v2"] as const, "off"),
     tls: certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : undefined,
     drainMs: reader.integer("TETHER_DRAIN_MS", 20_000, { min: 0, max: 3_600_000 }),
     leaseMs,
@@ -95,7 +125,7 @@ export function readEdgeConfig(env: Env): EdgeConfig {
     outboxTtlMs: reader.integer("TETHER_OUTBOX_TTL_MS", 24 * 60 * 60 * 1000, { min: 1000 }),
     maxHops: reader.integer("TETHER_MAX_HOPS", 3, { min: 0, max: 16 }),
     limits: {
-      maxConnections: reader.integer("TETHER_MAX_CONNECTIONS", 100_000, { min: 1 }),
+      maxConnections,
       maxInflight: reader.integer("TETHER_MAX_INFLIGHT", 64, { min: 1, max: 100_000 }),
       rateLimit: reader.integer("TETHER_RATE_LIMIT", 100, { min: 1 }),
       maxQueuedBytes: reader.integer("TETHER_MAX_QUEUED_BYTES", 1024 * 1024, { min: 1024 }),
@@ -106,6 +136,11 @@ export function readEdgeConfig(env: Env): EdgeConfig {
         max: 16 * 1024 * 1024,
       }),
       maxProducerQueue: reader.integer("TETHER_MAX_PRODUCER_QUEUE", 5_000, { min: 1 }),
+      maxHelloBytes: reader.integer("TETHER_MAX_HELLO_BYTES", 2048, { min: 256, max: 65_536 }),
+      maxPendingConnections: reader.integer("TETHER_MAX_PENDING_CONNECTIONS", Math.min(maxConnections, 10_000), {
+        min: 1,
+      }),
+      maxPendingPerSource: reader.integer("TETHER_MAX_PENDING_PER_SOURCE", 1_000, { min: 1 }),
     },
   };
   return reader.finish(config);
@@ -125,6 +160,7 @@ export function edgeConfigForTests(
     deviceHost: "127.0.0.1",
     httpPort: 0,
     auth: defaultAuthConfig(),
+    proxyProtocol: "off",
     tls: undefined,
     drainMs: 1000,
     leaseMs: 10_000,
@@ -141,6 +177,9 @@ export function edgeConfigForTests(
       heartbeatMs: DEFAULT_HEARTBEAT_MS,
       maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
       maxProducerQueue: 5_000,
+      maxHelloBytes: 2048,
+      maxPendingConnections: 10_000,
+      maxPendingPerSource: 1_000,
       ...limits,
     },
   };

@@ -26,6 +26,10 @@ export class Connection {
   readonly socket: Socket;
   readonly connId: string;
   readonly openedAt: number;
+  /** The device's address (from the PROXY header behind a load balancer), for per-source limits. */
+  readonly source: string;
+  /** True until welcome or close: the connection counts against the pre-auth budgets. */
+  preAuth = true;
   splitter!: LineSplitter;
   state: ConnState = ConnState.Hello;
   deviceId: string | null = null;
@@ -47,10 +51,11 @@ export class Connection {
   /** Lines that came right behind `hello`, held until `welcome` is out (pipelining clients). */
   early: Buffer[] | null = null;
 
-  constructor(socket: Socket, connId: string, now: number, tokens: number) {
+  constructor(socket: Socket, connId: string, openedAt: number, now: number, tokens: number, source: string) {
     this.socket = socket;
     this.connId = connId;
-    this.openedAt = now;
+    this.openedAt = openedAt;
+    this.source = source;
     this.lastSeen = now;
     this.tokens = tokens;
     this.tokensAt = now;

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from "node:net";
-import { createServer as createTlsServer } from "node:tls";
+import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
 import type { Authenticator } from "../../shared/auth/index.ts";
 import type { Broker, IncomingMessage, PartitionConsumer, Producer } from "../../shared/broker/types.ts";
 import type { ResourceNames } from "../../shared/config/index.ts";
@@ -27,14 +27,20 @@ import {
   Header,
   type PresenceEvent,
   ReplyKind,
-  type RequestRecord,
-  replyRouteHeaders,
+  requestRecord,
 } from "../../shared/records/index.ts";
 import type { ConnectionRecord, Registry } from "../../shared/registry/types.ts";
 import type { EdgeConfig } from "./config.ts";
 import { Connection, ConnState, Paused } from "./connection.ts";
 import { SlotKeeper } from "./lease.ts";
 import { EdgeMetrics } from "./metrics.ts";
+import { takeProxyHeader } from "./proxy-protocol.ts";
+
+/** A socket still reading its PROXY header or doing its TLS handshake. */
+interface Handshake {
+  readonly socket: Socket;
+  readonly openedAt: number;
+}
 
 export interface EdgeDeps {
   readonly config: EdgeConfig;
@@ -120,6 +126,11 @@ export class Edge {
   readonly #helloWaiters: Array<() => void> = [];
   #helloCalls = 0;
   #flushScheduled = false;
+  #secureContext: SecureContext | undefined;
+  readonly #handshakes = new Set<Handshake>();
+  /** Connections not welcomed yet (hello or claim under way), in all and by source address. */
+  #preAuth = 0;
+  readonly #preAuthBySource = new Map<string, number>();
 
   constructor(deps: EdgeDeps) {
     this.#config = deps.config;
@@ -152,7 +163,7 @@ export class Edge {
 
   /** Open sockets (all states). */
   get connectionCount(): number {
-    return this.#conns.size;
+    return this.#conns.size + this.#handshakes.size;
   }
 
   /** Requests sent to the broker whose answer this edge has not seen yet. */
@@ -253,16 +264,13 @@ export class Edge {
 
   async #listen(): Promise<Server> {
     const config = this.#config;
-    let server: Server;
-    if (config.tls === undefined) {
-      server = createNetServer({ noDelay: true }, (socket) => this.#accept(socket));
-    } else {
+    if (config.tls !== undefined) {
       const [cert, key] = await Promise.all([readFile(config.tls.certFile), readFile(config.tls.keyFile)]);
-      const tlsServer = createTlsServer({ cert, key });
-      tlsServer.on("secureConnection", (socket) => this.#accept(socket));
-      tlsServer.on("tlsClientError", (error) => this.#log.debug({ err: error }, "TLS handshake failed"));
-      server = tlsServer;
+      this.#secureContext = createSecureContext({ cert, key, minVersion: "TLSv1.2" });
     }
+    // One plain listener for every mode: the PROXY header and the TLS handshake are read per
+    // socket, so sockets still handshaking are counted and swept like any unwelcomed one.
+    const server = createNetServer({ noDelay: true }, (socket) => this.#accept(socket));
     server.on("error", (error) => this.#log.error({ err: error }, "device listener error"));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -276,8 +284,20 @@ export class Edge {
 
   // ---------------------------------------------------------------- connections
 
+  /** Sockets not welcomed yet (handshaking, waiting for hello, claiming), edge-wide. */
+  get pendingConnections(): number {
+    return this.#handshakes.size + this.#preAuth;
+  }
+
+  #refuse(socket: Socket, reason: string, message: string): void {
+    this.metrics.error(WireErrorCode.Unavailable);
+    this.metrics.close(reason);
+    socket.on("error", ignore);
+    socket.end(encodeError({ code: WireErrorCode.Unavailable, message, retryable: true }));
+    socket.setTimeout(CLOSE_GRACE_MS, () => socket.destroy());
+  }
+
   #accept(socket: Socket): void {
-    const now = this.#now();
     const limits = this.#config.limits;
     if (this.#status !== "running") {
       socket.on("error", ignore);
@@ -285,29 +305,125 @@ export class Edge {
       socket.setTimeout(CLOSE_GRACE_MS, () => socket.destroy());
       return;
     }
-    if (this.#conns.size >= limits.maxConnections) {
-      this.metrics.error(WireErrorCode.Unavailable);
-      socket.on("error", ignore);
-      socket.end(
-        encodeError({ code: WireErrorCode.Unavailable, message: "edge is at its connection limit", retryable: true }),
-      );
-      socket.setTimeout(CLOSE_GRACE_MS, () => socket.destroy());
+    if (this.#conns.size + this.#handshakes.size >= limits.maxConnections) {
+      this.#refuse(socket, "connection_limit", "edge is at its connection limit");
+      return;
+    }
+    if (this.pendingConnections >= limits.maxPendingConnections) {
+      this.#refuse(socket, "pending_limit", "edge has too many connections waiting for hello");
       return;
     }
     socket.setNoDelay(true);
+    const openedAt = this.#now();
+    if (this.#config.proxyProtocol === "off" && this.#secureContext === undefined) {
+      this.#open(socket, openedAt, socket.remoteAddress ?? "", undefined);
+      return;
+    }
+    const handshake: Handshake = { socket, openedAt };
+    this.#handshakes.add(handshake);
+    socket.on("error", (error) => this.#log.debug({ err: error }, "device socket error before hello"));
+    socket.once("close", () => this.#handshakes.delete(handshake));
+    if (this.#config.proxyProtocol === "v2") this.#readProxyHeader(handshake);
+    else this.#startTls(handshake, socket.remoteAddress ?? "");
+  }
+
+  /** Reads the PROXY v2 header the load balancer writes before the device's first byte. */
+  #readProxyHeader(handshake: Handshake): void {
+    const socket = handshake.socket;
+    takeProxyHeader(socket, true, (taken) => {
+      if (!taken.ok) {
+        this.metrics.close("bad_proxy_header");
+        this.#log.debug({ reason: taken.reason }, "connection without a valid PROXY header dropped");
+        socket.destroy();
+        return;
+      }
+      const source = taken.source ?? socket.remoteAddress ?? "";
+      const rest = taken.rest.length > 0 ? taken.rest : undefined;
+      if (this.#secureContext !== undefined) {
+        socket.pause();
+        if (rest !== undefined) socket.unshift(rest);
+        this.#startTls(handshake, source);
+      } else if (this.#handshakes.delete(handshake)) {
+        this.#open(socket, handshake.openedAt, source, rest);
+      }
+    });
+  }
+
+  #startTls(handshake: Handshake, source: string): void {
+    const tlsSocket = new TLSSocket(handshake.socket, { isServer: true, secureContext: this.#secureContext });
+    tlsSocket.on("error", (error) => {
+      this.#log.debug({ err: error }, "TLS handshake failed");
+      handshake.socket.destroy();
+    });
+    tlsSocket.once("secure", () => {
+      if (!this.#handshakes.delete(handshake)) return;
+      this.#open(tlsSocket, handshake.openedAt, source, undefined);
+    });
+    handshake.socket.resume();
+  }
+
+  #open(socket: Socket, openedAt: number, source: string, early: Buffer | undefined): void {
+    const limits = this.#config.limits;
+    if (this.#status !== "running") {
+      socket.destroy();
+      return;
+    }
+    if ((this.#preAuthBySource.get(source) ?? 0) >= limits.maxPendingPerSource) {
+      this.#refuse(socket, "source_limit", "too many connections waiting for hello from this address");
+      return;
+    }
     const connId = `${this.#connPrefix}${(this.#connCounter++).toString(36)}`;
-    const conn = new Connection(socket, connId, now, limits.rateLimit);
+    const conn = new Connection(socket, connId, openedAt, this.#now(), limits.rateLimit, source);
     conn.splitter = new LineSplitter({
-      maxFrameBytes: limits.maxFrameBytes,
+      maxFrameBytes: limits.maxHelloBytes,
       onLine: (line) => this.#onLine(conn, line),
       onOversize: () => this.#onOversize(conn),
     });
     this.#conns.set(connId, conn);
+    this.#preAuth += 1;
+    this.#preAuthBySource.set(source, (this.#preAuthBySource.get(source) ?? 0) + 1);
     this.metrics.connections.inc();
     this.metrics.connectionsOpened.inc();
-    socket.on("data", (chunk: Buffer) => conn.splitter.push(chunk));
+    socket.on("data", (chunk: Buffer) => this.#onData(conn, chunk));
     socket.on("error", (error) => this.#log.debug({ err: error, connId }, "device socket error"));
     socket.on("close", () => this.#onSocketClose(conn));
+    if (early !== undefined) this.#onData(conn, early);
+  }
+
+  /**
+   * Every byte from a device enters here. Whatever goes wrong while handling it ends this
+   * connection only, never the process.
+   */
+  #onData(conn: Connection, chunk: Buffer): void {
+    try {
+      conn.splitter.push(chunk);
+    } catch (error) {
+      this.#fault(conn, error);
+    }
+  }
+
+  #fault(conn: Connection, error: unknown): void {
+    this.metrics.connectionFaults.inc();
+    this.#log.error({ err: error, connId: conn.connId, deviceId: conn.deviceId }, "connection failed; closing it");
+    try {
+      if (conn.state !== ConnState.Closing) {
+        this.#sendError(conn, WireErrorCode.Internal, undefined, "the edge could not handle this connection", true);
+      }
+      this.#close(conn, "internal");
+    } catch (closeError) {
+      this.#log.error({ err: closeError, connId: conn.connId }, "closing a failed connection failed");
+      conn.socket.destroy();
+    }
+  }
+
+  /** The connection leaves the pre-auth budgets (welcomed, or closing). */
+  #leavePreAuth(conn: Connection): void {
+    if (!conn.preAuth) return;
+    conn.preAuth = false;
+    this.#preAuth -= 1;
+    const count = (this.#preAuthBySource.get(conn.source) ?? 1) - 1;
+    if (count <= 0) this.#preAuthBySource.delete(conn.source);
+    else this.#preAuthBySource.set(conn.source, count);
   }
 
   #onSocketClose(conn: Connection): void {
@@ -317,12 +433,10 @@ export class Edge {
   }
 
   #onOversize(conn: Connection): void {
-    this.#sendError(
-      conn,
-      WireErrorCode.FrameTooLarge,
-      undefined,
-      `frame longer than ${this.#config.limits.maxFrameBytes} bytes`,
-    );
+    const limits = this.#config.limits;
+    const limit = conn.state === ConnState.Hello ? limits.maxHelloBytes : limits.maxFrameBytes;
+    const what = conn.state === ConnState.Hello ? "line before hello" : "frame";
+    this.#sendError(conn, WireErrorCode.FrameTooLarge, undefined, `${what} longer than ${limit} bytes`);
     this.#close(conn, "frame_too_large");
   }
 
@@ -350,7 +464,9 @@ export class Edge {
         return;
       }
       this.#sendError(conn, WireErrorCode.BadFrame, parsed.id, parsed.message);
-      if (++conn.badFrames >= MAX_BAD_FRAMES) this.#close(conn, "bad_frames");
+      // Before welcome the only valid line is a hello: a failed one ends the connection.
+      if (conn.state !== ConnState.Open) this.#close(conn, "bad_hello");
+      else if (++conn.badFrames >= MAX_BAD_FRAMES) this.#close(conn, "bad_frames");
       return;
     }
     conn.badFrames = 0;
@@ -389,6 +505,8 @@ export class Edge {
 
   #hello(conn: Connection, frame: HelloFrame): void {
     conn.state = ConnState.Auth;
+    // Frames pipelined behind the hello may be as large as any request.
+    conn.splitter.setMaxFrameBytes(this.#config.limits.maxFrameBytes);
     conn.deviceId = frame.deviceId;
     this.#authenticate(conn, frame.deviceId, frame.token).catch((error: unknown) => {
       this.#log.error({ err: error, connId: conn.connId }, "hello failed");
@@ -472,6 +590,7 @@ export class Edge {
     }
     this.#owners.set(deviceId, conn);
     conn.state = ConnState.Open;
+    this.#leavePreAuth(conn);
     conn.lastSeen = this.#now();
     const limits = this.#config.limits;
     this.#write(
@@ -508,6 +627,7 @@ export class Edge {
     if (conn.state === ConnState.Closing) return;
     const wasOpen = conn.state === ConnState.Open;
     conn.state = ConnState.Closing;
+    this.#leavePreAuth(conn);
     conn.closingAt = this.#now();
     conn.splitter.stop();
     const socket = conn.socket;
@@ -678,20 +798,16 @@ export class Edge {
     this.metrics.requests.inc();
     const limits = this.#config.limits;
     if (conn.open >= limits.maxInflight) this.#pause(conn, Paused.Inflight);
-    const record: RequestRecord = { deviceId, id, type: frame.type, body: frame.body, receivedAt: now };
-    const headers = replyRouteHeaders({ slot: this.#slot, edgeId: this.#config.edgeId, connId: conn.connId });
-    headers[Header.Device] = deviceId;
-    headers[Header.RequestId] = id;
-    headers[Header.ReceivedAt] = String(now);
-    producer
-      .send(
-        { topic: this.#config.common.names.requestsTopic, key: deviceId, value: JSON.stringify(record), headers },
-        { timeoutMs: this.#config.produceTimeoutMs },
-      )
-      .then(
-        () => this.#acked(conn, id, now),
-        (error: unknown) => this.#sendFailed(conn, key, id, error),
-      );
+    const record = requestRecord(
+      this.#config.common.names.requestsTopic,
+      { slot: this.#slot, edgeId: this.#config.edgeId, connId: conn.connId },
+      { deviceId, id, type: frame.type, receivedAt: now },
+      frame.bodyJson,
+    );
+    producer.send(record, { timeoutMs: this.#config.produceTimeoutMs }).then(
+      () => this.#acked(conn, id, now),
+      (error: unknown) => this.#sendFailed(conn, key, id, error),
+    );
     if (producer.queued() > limits.maxProducerQueue) {
       this.#pause(conn, Paused.Producer);
       this.#producerPaused.add(conn);
@@ -1002,6 +1118,14 @@ export class Edge {
           break;
       }
     }
+    // A PROXY header or TLS handshake must be done within the hello timeout as well.
+    for (const handshake of this.#handshakes) {
+      if (now - handshake.openedAt >= limits.helloTimeoutMs) {
+        this.#handshakes.delete(handshake);
+        this.metrics.close("handshake_timeout");
+        handshake.socket.destroy();
+      }
+    }
     if (now - this.#lastForgetAt >= 60_000) {
       this.#lastForgetAt = now;
       for (const [key, at] of this.#awaiting) {
@@ -1062,6 +1186,7 @@ export class Edge {
     if (this.#status !== "failed") await this.#step("lease release", () => this.#keeper?.release());
     if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
     for (const conn of this.#conns.values()) conn.socket.destroy();
+    for (const handshake of this.#handshakes) handshake.socket.destroy();
     await serverClosed;
     if (this.#status !== "failed") this.#status = final;
     this.#log.info({ edgeId: this.#config.edgeId, awaiting: this.#awaiting.size }, "edge stopped");

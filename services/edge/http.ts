@@ -1,13 +1,19 @@
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from "node:net";
 import type { Logger } from "../../shared/log/index.ts";
 import type { Edge } from "./edge.ts";
+import { takeProxyHeader } from "./proxy-protocol.ts";
 
 export interface EdgeHttpOptions {
   readonly edge: Edge;
   readonly port: number;
   readonly host?: string;
   readonly logger: Logger;
+  /**
+   * Behind a load balancer with PROXY protocol on, its health checks start with a PROXY header
+   * too; the header is then taken off when present (a local probe sends none).
+   */
+  readonly proxyProtocol?: boolean;
 }
 
 /**
@@ -17,6 +23,7 @@ export interface EdgeHttpOptions {
  */
 export class EdgeHttp {
   readonly #server: Server;
+  #front: NetServer | undefined;
   readonly #options: EdgeHttpOptions;
   #closed: Promise<void> | undefined;
 
@@ -60,7 +67,7 @@ export class EdgeHttp {
   }
 
   async listen(): Promise<AddressInfo> {
-    const server = this.#server;
+    const server = this.#options.proxyProtocol === true ? this.#proxyFront() : this.#server;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(this.#options.port, this.#options.host, () => {
@@ -71,10 +78,34 @@ export class EdgeHttp {
     return server.address() as AddressInfo;
   }
 
+  /** A plain listener that takes an optional PROXY header off, then hands the socket to HTTP. */
+  #proxyFront(): NetServer {
+    const front = createNetServer((socket) => {
+      socket.on("error", () => socket.destroy());
+      socket.setTimeout(5000, () => socket.destroy());
+      takeProxyHeader(socket, false, (taken) => {
+        if (!taken.ok) {
+          socket.destroy();
+          return;
+        }
+        socket.setTimeout(0);
+        if (taken.rest.length > 0) socket.unshift(taken.rest);
+        this.#server.emit("connection", socket);
+      });
+    });
+    this.#front = front;
+    return front;
+  }
+
   /** Safe to call twice. */
   close(): Promise<void> {
     this.#closed ??= new Promise<void>((resolve) => {
-      this.#server.close(() => resolve());
+      const front = this.#front;
+      if (front === undefined) this.#server.close(() => resolve());
+      else {
+        front.close(() => resolve());
+        this.#server.close();
+      }
       this.#server.closeAllConnections();
     });
     return this.#closed;

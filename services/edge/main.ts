@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   const authenticator = createAuthenticator(config.auth);
   let exiting = false;
   const edge = createEdge({ config, logger, broker, registry, authenticator });
-  const http = new EdgeHttp({ edge, port: config.httpPort, logger });
+  const http = new EdgeHttp({ edge, port: config.httpPort, logger, proxyProtocol: config.proxyProtocol === "v2" });
 
   const stop = async (code: number): Promise<void> => {
     if (exiting) return;

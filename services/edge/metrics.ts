@@ -14,6 +14,8 @@ export class EdgeMetrics {
   readonly registry = new Registry();
   readonly connections: Gauge;
   readonly connectionsOpened: Counter;
+  /** Connections closed because handling their input failed unexpectedly (a bug, never the process). */
+  readonly connectionFaults: Counter;
   readonly framesIn: Counter<"type">;
   readonly framesOut: Counter<"type">;
   readonly requests: Counter;
@@ -34,6 +36,11 @@ export class EdgeMetrics {
     this.connectionsOpened = new Counter({
       name: "tether_edge_connections_opened_total",
       help: "Device connections accepted",
+      registers,
+    });
+    this.connectionFaults = new Counter({
+      name: "tether_edge_connection_faults_total",
+      help: "Device connections closed because handling their input failed unexpectedly",
       registers,
     });
     this.framesIn = new Counter({

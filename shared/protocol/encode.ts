@@ -4,6 +4,7 @@ import type { ByeReason, ClientFrame, ServerFrame } from "./frames.ts";
 
 /** Any frame as one NDJSON line. */
 export function encodeFrame(frame: ServerFrame | ClientFrame): string {
+  if (frame.t === "req") return encodeReq(frame.id, frame.type, frame.bodyJson);
   return `${JSON.stringify(frame)}\n`;
 }
 

@@ -38,7 +38,8 @@ export interface RequestFrame {
   readonly t: "req";
   readonly id: string;
   readonly type: string;
-  readonly body: unknown;
+  /** The request's `body` exactly as the device wrote it (JSON text; `null` when absent). */
+  readonly bodyJson: string;
 }
 export interface AckFrame {
   readonly t: "ack";

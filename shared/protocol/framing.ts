@@ -41,7 +41,7 @@ export interface LineSplitterOptions {
  * without a copy.
  */
 export class LineSplitter {
-  readonly #maxFrameBytes: number;
+  #maxFrameBytes: number;
   readonly #onLine: (line: Buffer) => void;
   readonly #onOversize: () => void;
   readonly #skipBlank: boolean;
@@ -58,6 +58,17 @@ export class LineSplitter {
     this.#onLine = options.onLine;
     this.#onOversize = options.onOversize;
     this.#skipBlank = options.skipBlankLines ?? true;
+  }
+
+  /**
+   * Changes the longest line accepted from here on (the edge allows a small one until a hello
+   * was read). Lines already held count against the new limit when they grow.
+   */
+  setMaxFrameBytes(maxFrameBytes: number): void {
+    if (!Number.isInteger(maxFrameBytes) || maxFrameBytes < 1) {
+      throw new RangeError(`maxFrameBytes must be a positive integer, got ${String(maxFrameBytes)}`);
+    }
+    this.#maxFrameBytes = maxFrameBytes;
   }
 
   /** Bytes of an unfinished line currently held (never more than `maxFrameBytes + 1`). */

@@ -21,6 +21,7 @@ export {
 } from "./encode.ts";
 export * from "./frames.ts";
 export { LineSplitter, type LineSplitterOptions } from "./framing.ts";
+export { type JsonMember, type JsonScan, MAX_JSON_DEPTH, scanJson } from "./json.ts";
 export {
   isValidDeviceId,
   isValidRequestId,

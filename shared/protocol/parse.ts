@@ -1,4 +1,4 @@
-/** Validation of decoded frames, both directions. Never throws. */
+/** Validation of frames, both directions. Never throws. */
 
 import { isUtf8 } from "node:buffer";
 import {
@@ -17,6 +17,7 @@ import {
   TYPE_PATTERN,
   type WelcomeFrame,
 } from "./frames.ts";
+import { type JsonMember, MAX_JSON_DEPTH, scanJson } from "./json.ts";
 
 /** Outcome of {@link parseClientFrame}: a valid frame, or the error to answer with. */
 export type ParseResult =
@@ -92,8 +93,25 @@ function badFrame(message: string, id?: string): ParseResult {
   return id === undefined ? { ok: false, code: "bad_frame", message } : { ok: false, code: "bad_frame", message, id };
 }
 
+/** A device frame being read: its bytes and where its top-level members are. */
+interface ScannedFrame {
+  readonly bytes: Buffer;
+  readonly members: ReadonlyMap<string, JsonMember>;
+}
+
+/** The member's value, decoded; `undefined` when absent. Only small fields are read this way. */
+function field(frame: ScannedFrame, key: string): unknown {
+  const member = frame.members.get(key);
+  if (member === undefined) return undefined;
+  return JSON.parse(frame.bytes.toString("utf8", member.start, member.end));
+}
+
 /**
- * Validates one line from a device (without its line ending) against protocol v1.
+ * Validates one line from a device (without its line ending) against protocol v1.1.
+ *
+ * The line is checked against the JSON grammar and the nesting limit ({@link MAX_JSON_DEPTH})
+ * without building it: only the fields the edge needs are decoded, and a request's `body` is kept
+ * as the device's own JSON text (`bodyJson`), so it is never parsed nor serialised again here.
  *
  * Choices where the spec leaves room (documented in PROTOCOL.md):
  * - `hello` with `v` other than 1 is `bad_frame` ("unsupported protocol version").
@@ -102,61 +120,73 @@ function badFrame(message: string, id?: string): ParseResult {
  * - a `bad_frame` for a `req` carries the request's `id` when it is a valid id.
  */
 export function parseClientFrame(line: Buffer | string): ParseResult {
-  const decoded = decode(line);
-  if (!decoded.ok) return badFrame(decoded.message);
-  const value = decoded.value;
-  if (!isObject(value)) return badFrame("frame must be a JSON object");
-  const t = value.t;
+  const bytes = typeof line === "string" ? Buffer.from(line, "utf8") : line;
+  if (!isUtf8(bytes)) return badFrame("frame is not valid UTF-8");
+  const scanned = scanJson(bytes);
+  if (!scanned.ok) {
+    // A request refused for its nesting still names its id when the id came before the body.
+    const soFar = scanned.membersSoFar;
+    if (soFar === undefined) return badFrame(scanned.message);
+    const frame: ScannedFrame = { bytes, members: soFar };
+    const id = field(frame, "t") === "req" ? field(frame, "id") : undefined;
+    return badFrame(scanned.message, isValidRequestId(id) ? id : undefined);
+  }
+  if (!scanned.isObject || scanned.members === null) return badFrame("frame must be a JSON object");
+  const frame: ScannedFrame = { bytes, members: scanned.members };
+  const t = field(frame, "t");
   if (typeof t !== "string") return badFrame('frame needs a string field "t"');
   switch (t) {
     case "req":
-      return parseRequest(value);
+      return parseRequest(frame);
     case "ack": {
-      const id = value.id;
+      const id = field(frame, "id");
       if (typeof id !== "string" || id.length === 0) return badFrame('ack needs a non-empty string "id"');
-      const frame: AckFrame = { t: "ack", id };
-      return { ok: true, frame };
+      const ack: AckFrame = { t: "ack", id };
+      return { ok: true, frame: ack };
     }
     case "ping":
       return { ok: true, frame: { t: "ping" } };
     case "bye":
       return { ok: true, frame: { t: "bye" } };
     case "hello":
-      return parseHello(value);
+      return parseHello(frame);
     default:
       return { ok: false, code: "unknown_frame", message: `unknown frame type ${quoteType(t)}` };
   }
 }
 
-function parseHello(value: JsonObject): ParseResult {
-  const v = value.v;
+function parseHello(frame: ScannedFrame): ParseResult {
+  const v = field(frame, "v");
   if (typeof v !== "number") return badFrame(`hello needs "v": ${PROTOCOL_VERSION}`);
   if (v !== PROTOCOL_VERSION) {
     return badFrame(`unsupported protocol version ${String(v)}; this edge speaks version ${PROTOCOL_VERSION}`);
   }
-  const deviceId = value.deviceId;
+  const deviceId = field(frame, "deviceId");
   if (!isValidDeviceId(deviceId)) {
     return badFrame('hello needs "deviceId": 1 to 128 characters of A-Z a-z 0-9 . _ : -');
   }
-  const token = value.token;
+  const token = field(frame, "token");
   if (token === undefined || token === null) {
-    const frame: HelloFrame = { t: "hello", v, deviceId };
-    return { ok: true, frame };
+    const hello: HelloFrame = { t: "hello", v, deviceId };
+    return { ok: true, frame: hello };
   }
   if (typeof token !== "string") return badFrame('hello "token" must be a string');
-  const frame: HelloFrame = { t: "hello", v, deviceId, token };
-  return { ok: true, frame };
+  const hello: HelloFrame = { t: "hello", v, deviceId, token };
+  return { ok: true, frame: hello };
 }
 
-function parseRequest(value: JsonObject): ParseResult {
-  const rawId = value.id;
+function parseRequest(frame: ScannedFrame): ParseResult {
+  const rawId = field(frame, "id");
   if (!isValidRequestId(rawId)) return badFrame('req needs "id": a string of 1 to 64 characters');
   const id = rawId;
-  if (!isValidType(value.type)) {
+  const type = field(frame, "type");
+  if (!isValidType(type)) {
     return badFrame('req needs "type": 1 to 128 characters of A-Z a-z 0-9 . _ : / -', id);
   }
-  const frame: RequestFrame = { t: "req", id, type: value.type, body: value.body === undefined ? null : value.body };
-  return { ok: true, frame };
+  const body = frame.members.get("body");
+  const bodyJson = body === undefined ? "null" : frame.bytes.toString("utf8", body.start, body.end);
+  const request: RequestFrame = { t: "req", id, type, bodyJson };
+  return { ok: true, frame: request };
 }
 
 function serverBad(message: string): ServerParseResult {

@@ -87,6 +87,26 @@ export interface PresenceEvent {
   readonly reason?: string;
 }
 
+/**
+ * The `requests` record of a device's request. `bodyJson` is the device's body as JSON text,
+ * spliced in as is: the edge never parses nor serialises a body (the worker parses the value
+ * once). The caller guarantees it is valid JSON.
+ */
+export function requestRecord(
+  requestsTopic: string,
+  route: ReplyRoute,
+  request: Omit<RequestRecord, "body">,
+  bodyJson: string,
+): OutgoingMessage {
+  const { deviceId, id } = request;
+  const value = `{"deviceId":${JSON.stringify(deviceId)},"id":${JSON.stringify(id)},"type":${JSON.stringify(request.type)},"receivedAt":${request.receivedAt},"body":${bodyJson}}`;
+  const headers = replyRouteHeaders(route);
+  headers[Header.Device] = deviceId;
+  headers[Header.RequestId] = id;
+  headers[Header.ReceivedAt] = String(request.receivedAt);
+  return { topic: requestsTopic, key: deviceId, value, headers };
+}
+
 export function replyRouteHeaders(route: ReplyRoute): Record<string, string> {
   return {
     [Header.ReplySlot]: String(route.slot),

@@ -65,7 +65,7 @@ describe("frame encoding", () => {
     const req = encodeReq("id-1", "echo", '{"n":1}');
     assert.deepEqual(parseClientFrame(req.slice(0, -1)), {
       ok: true,
-      frame: { t: "req", id: "id-1", type: "echo", body: { n: 1 } },
+      frame: { t: "req", id: "id-1", type: "echo", bodyJson: '{"n":1}' },
     });
     assert.deepEqual(parseServerFrame(encodeRes("id-1", '"ok"').slice(0, -1)), {
       ok: true,

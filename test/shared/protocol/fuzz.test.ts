@@ -102,7 +102,7 @@ function assertValidOutcome(result: ParseResult, line: Buffer): void {
       case "req":
         assert.ok(isValidRequestId(frame.id));
         assert.ok(isValidType(frame.type));
-        assert.notEqual(frame.body, undefined);
+        assert.doesNotThrow(() => JSON.parse(frame.bodyJson));
         break;
       case "ack":
         assert.ok(typeof frame.id === "string" && frame.id.length > 0);
@@ -113,8 +113,15 @@ function assertValidOutcome(result: ParseResult, line: Buffer): void {
       default:
         assert.fail(`unexpected frame ${JSON.stringify(frame)} from ${line.toString("hex")}`);
     }
-    // An accepted frame survives encoding unchanged.
-    assert.deepEqual(parseClientFrame(encodeFrame(frame).slice(0, -1)), result);
+    // An accepted frame survives encoding unchanged (a body keeps its meaning; line breaks
+    // between its tokens are dropped to keep it on one line).
+    const again = parseClientFrame(encodeFrame(frame).slice(0, -1));
+    if (frame.t === "req" && again.ok && again.frame.t === "req") {
+      assert.deepEqual(
+        { ...again.frame, bodyJson: JSON.parse(again.frame.bodyJson) },
+        { ...frame, bodyJson: JSON.parse(frame.bodyJson) },
+      );
+    } else assert.deepEqual(again, result);
     return;
   }
   assert.ok(result.code === "bad_frame" || result.code === "unknown_frame", result.code);

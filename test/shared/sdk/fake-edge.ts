@@ -40,7 +40,7 @@ export function defaultBehaviour(heartbeatMs = 30_000, maxFrameBytes = 65_536): 
         return;
       case "req":
         conn.send({ t: "ack", id: frame.id });
-        conn.send({ t: "res", id: frame.id, body: frame.body });
+        conn.sendRaw(`{"t":"res","id":${JSON.stringify(frame.id)},"body":${frame.bodyJson}}\n`);
         return;
       case "ping":
         conn.send({ t: "pong" });
