@@ -46,7 +46,7 @@ const http = require("node:http");
 const { port, token, seconds, concurrency, devices } = workerData;
 const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
 const latencies = [];
-let ok = 0, failed = 0;
+let ok = 0, shed = 0, failed = 0;
 const end = Date.now() + seconds * 1000;
 function get(path) {
   return new Promise((resolve) => {
@@ -55,7 +55,7 @@ function get(path) {
       res.resume();
       res.on("end", () => {
         latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
-        if (res.statusCode === 200) ok++; else failed++;
+        if (res.statusCode === 200) ok++; else if (res.statusCode === 429) shed++; else failed++;
         resolve();
       });
     });
@@ -72,12 +72,14 @@ Promise.all(Array.from({ length: concurrency }, loop)).then(() => {
   latencies.sort((a, b) => a - b);
   const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
   agent.destroy();
-  parentPort.postMessage({ ok, failed, elapsed, p50: at(0.5), p99: at(0.99) });
+  parentPort.postMessage({ ok, shed, failed, elapsed, p50: at(0.5), p99: at(0.99) });
 });
 `;
 
 interface RunResult {
   readonly ok: number;
+  /** 429s: requests past the API's bound on requests in flight (TETHER_ADMIN_MAX_CONCURRENCY). */
+  readonly shed: number;
   readonly failed: number;
   readonly elapsed: number;
   readonly p50: number;
@@ -168,7 +170,7 @@ async function main(): Promise<void> {
       const rate = result.ok / result.elapsed;
       rates.push(rate);
       process.stdout.write(
-        `run ${run}: ${rate.toFixed(0)} req/s (${result.ok} ok, ${result.failed} failed, ` +
+        `run ${run}: ${rate.toFixed(0)} req/s (${result.ok} ok, ${result.shed} shed with 429, ${result.failed} failed, ` +
           `p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms)\n`,
       );
     }

@@ -3,11 +3,14 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
-import { bearerAuth } from "./auth.ts";
+import { Limiter } from "../../shared/async/index.ts";
+import { admissionControl, DEFAULT_MAX_CONCURRENCY } from "./admission.ts";
+import { AuthFailureLimiter, bearerAuth, DEFAULT_AUTH_FAILURE_LIMITS } from "./auth.ts";
 import type { AdminDeps, RouteDeps } from "./deps.ts";
 import { installErrorHandlers } from "./errors.ts";
 import { installHttpMetrics } from "./metrics.ts";
 import { LeaseCache } from "./presence.ts";
+import { RequestLog } from "./request-log.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { edgeRoutes } from "./routes/edges.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -19,6 +22,9 @@ export type AdminApp = FastifyInstance<Server, IncomingMessage, ServerResponse, 
 
 /** Default body limit for everything but pushes, which set their own. */
 const DEFAULT_BODY_LIMIT = 16 * 1024;
+
+/** Routes that answer however loaded the API is: orchestrators and scrapers must get through. */
+const UNBOUNDED_ROUTES: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/metrics"]);
 
 /** Headers whose values must never reach a log line, however a request gets logged. */
 const redact = ["req.headers.authorization", "headers.authorization", "request.headers.authorization"];
@@ -42,15 +48,22 @@ export async function buildApp(deps: AdminDeps): Promise<AdminApp> {
   };
   const logger = deps.logger.child({ component: "admin-api" }, { redact: { paths: redact, censor: "[redacted]" } });
 
+  const proxyHops = deps.trustedProxyHops ?? 0;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
+    logController: new RequestLog(),
     bodyLimit: DEFAULT_BODY_LIMIT,
     routerOptions: { maxParamLength: 256 },
+    // The nearest `proxyHops` hops are proxies; the next address out is the client's.
+    trustProxy: proxyHops > 0 ? (_address: string, hop: number) => hop < proxyHops : false,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Unknown fields are an error (400), never silently dropped; bodies are never coerced.
   app.setValidatorCompiler(validatorCompiler);
   installErrorHandlers(app);
+  // First of all hooks: a request past the bound costs nothing but its refusal.
+  const inFlight = new Limiter({ concurrency: deps.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY, maxQueued: 0 });
+  app.addHook("onRequest", admissionControl(inFlight, UNBOUNDED_ROUTES));
   // JSON only: anything else is 415 rather than a string that fails the schema.
   app.removeContentTypeParser("text/plain");
   const metrics = installHttpMetrics(app, { defaultMetrics: deps.defaultMetrics ?? true });
@@ -81,7 +94,8 @@ export async function buildApp(deps: AdminDeps): Promise<AdminApp> {
   await app.register(healthRoutes, { deps: routeDeps, metrics: metrics.registry });
   await app.register(
     async (v1) => {
-      v1.addHook("onRequest", bearerAuth(deps.adminToken));
+      const failures = new AuthFailureLimiter(deps.authFailureLimits ?? DEFAULT_AUTH_FAILURE_LIMITS);
+      v1.addHook("onRequest", bearerAuth(deps.adminToken, { failures, now }));
       await v1.register(edgeRoutes, { deps: routeDeps });
       await v1.register(deviceRoutes, { deps: routeDeps });
     },

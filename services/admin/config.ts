@@ -9,6 +9,10 @@ export interface AdminConfig {
   readonly adminToken: string;
   /** True when the token was made up at start-up (development only); main prints it. */
   readonly adminTokenGenerated: boolean;
+  /** Most requests in flight; more are 429 `overloaded`. */
+  readonly maxConcurrency: number;
+  /** Proxies in front of the API whose `X-Forwarded-For` entries are believed. */
+  readonly trustedProxyHops: number;
 }
 
 /** Reads the admin API's configuration; throws one `invalid_config` error naming every problem. */
@@ -32,5 +36,7 @@ export function readAdminConfig(env: Env): Readonly<AdminConfig> {
   } else if (/\s/.test(given)) {
     reader.problem("TETHER_ADMIN_TOKEN", "must not contain whitespace");
   }
-  return reader.finish({ common, port, host, adminToken, adminTokenGenerated });
+  const maxConcurrency = reader.integer("TETHER_ADMIN_MAX_CONCURRENCY", 256, { min: 1, max: 100_000 });
+  const trustedProxyHops = reader.integer("TETHER_ADMIN_TRUSTED_PROXY_HOPS", 0, { min: 0, max: 10 });
+  return reader.finish({ common, port, host, adminToken, adminTokenGenerated, maxConcurrency, trustedProxyHops });
 }

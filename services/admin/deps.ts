@@ -2,6 +2,7 @@ import type { BrokerAdmin, Producer } from "../../shared/broker/types.ts";
 import type { ResourceNames } from "../../shared/config/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
+import type { AuthFailureLimits } from "./auth.ts";
 import type { LeaseCache } from "./presence.ts";
 
 /** What the admin API needs from the outside. `buildApp` owns none of it: the caller closes it. */
@@ -31,6 +32,18 @@ export interface AdminDeps {
   readonly leaseCacheMs?: number;
   /** Process metrics (`process_*`, `nodejs_*`) on `/metrics`; default true. */
   readonly defaultMetrics?: boolean;
+  /**
+   * Most requests in flight; one more is 429 `overloaded`. Health, readiness and metrics are not
+   * counted. Default 256.
+   */
+  readonly maxConcurrency?: number;
+  /** Failed authentications allowed per source address; default 10 at once, one more a second. */
+  readonly authFailureLimits?: AuthFailureLimits;
+  /**
+   * Proxies in front of the API that append the client's address to `X-Forwarded-For` (1 behind a
+   * load balancer). 0, the default, takes the address of the TCP peer.
+   */
+  readonly trustedProxyHops?: number;
 }
 
 /** Dependencies as the route plugins see them, with defaults filled in. */

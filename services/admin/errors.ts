@@ -15,7 +15,10 @@ import { ErrorCode, isTetherError } from "../../shared/errors/index.ts";
  * added here and documented in docs/admin-api.md.
  */
 export const ApiErrorStatus = {
-  /** The request failed its schema: bad id, unknown field, missing field, out-of-range number. */
+  /**
+   * The request failed its schema: bad id, unknown field, missing field, out-of-range number, or
+   * a JSON body nested deeper than the devices accept.
+   */
   validation_failed: 400,
   /** The request could not be read: malformed JSON, empty JSON body, bad cursor. */
   bad_request: 400,
@@ -31,6 +34,10 @@ export const ApiErrorStatus = {
   payload_too_large: 413,
   /** The body is not `application/json`. */
   unsupported_media_type: 415,
+  /** Too many failed authentications from this address; wait for `Retry-After`. */
+  rate_limited: 429,
+  /** The API is at its bound of requests in flight; retry after `Retry-After`. */
+  overloaded: 429,
   /** Kafka or DynamoDB did not answer in time; retry later. */
   unavailable: 503,
   /** A bug; the log has the details. */
@@ -52,13 +59,30 @@ export interface ApiErrorBody {
 export class ApiError extends Error {
   readonly code: ApiErrorCode;
   readonly statusCode: number;
+  /** Sent as `Retry-After` (whole seconds) when set. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ApiErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ApiErrorCode, message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "ApiError";
     this.code = code;
     this.statusCode = ApiErrorStatus[code];
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
+}
+
+/** Why a request was refused, for its one log line. */
+export interface Rejection {
+  readonly code: ApiErrorCode;
+  readonly reason: string | undefined;
+}
+
+// Filled by the error handler, read once the response is sent.
+const rejections = new WeakMap<FastifyRequest, Rejection>();
+
+/** The code a request was refused with, if it was. */
+export function rejectionOf(request: FastifyRequest): Rejection | undefined {
+  return rejections.get(request);
 }
 
 function body(code: ApiErrorCode, message: string): ApiErrorBody {
@@ -112,14 +136,19 @@ export function installErrorHandlers<P extends FastifyTypeProvider>(
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const answer = toApiError(error);
     if (answer.statusCode >= 500) {
+      // Now, with the stack: the response may never finish if the client is gone.
       request.log.error({ err: error, code: answer.code }, "request failed");
-    } else {
-      request.log.info({ code: answer.code, reason: (error as Error | null)?.message }, "request rejected");
+    }
+    // A refusal is logged once, on the request's completion line.
+    rejections.set(request, { code: answer.code, reason: (error as Error | null)?.message });
+    if (error instanceof ApiError && error.retryAfterSeconds !== undefined) {
+      reply.header("retry-after", String(error.retryAfterSeconds));
     }
     return reply.code(answer.statusCode).type("application/json; charset=utf-8").send(answer);
   });
   app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) => {
     const answer = body("not_found", `no route for ${request.method} ${request.url.split("?")[0] ?? ""}`);
+    rejections.set(request, { code: answer.code, reason: undefined });
     return reply.code(404).send(answer);
   });
 }

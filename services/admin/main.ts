@@ -74,6 +74,8 @@ async function main(): Promise<void> {
       maxEdges: common.maxEdges,
       adminToken: config.adminToken,
       logger,
+      maxConcurrency: config.maxConcurrency,
+      trustedProxyHops: config.trustedProxyHops,
     });
     closers.push({ name: "http", close: () => app.close() });
     await app.listen({ port: config.port, host: config.host });

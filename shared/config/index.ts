@@ -145,6 +145,11 @@ export interface KafkaSettings {
 export interface DynamoDbSettings {
   readonly endpoint: string | undefined;
   readonly region: string;
+  /**
+   * Most DynamoDB requests one process has in flight; more wait their turn instead of failing.
+   * The registry's default (64) when omitted.
+   */
+  readonly maxConcurrency?: number;
 }
 
 export interface ResourceNames {
@@ -218,6 +223,7 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
     dynamodb: {
       endpoint: reader.optionalString("TETHER_DYNAMODB_ENDPOINT"),
       region: region ?? "us-east-1",
+      maxConcurrency: reader.integer("TETHER_DYNAMODB_MAX_CONCURRENCY", 64, { min: 1, max: 4096 }),
     },
     names: {
       ...resourceNames(prefix),

@@ -26,6 +26,7 @@ import {
   type UpdateItemCommandInput,
   UpdateTimeToLiveCommand,
 } from "@aws-sdk/client-dynamodb";
+import { Limiter } from "../../async/index.ts";
 import type { DynamoDbSettings, ResourceNames } from "../../config/index.ts";
 import { type ErrorCode, isTetherError, TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
@@ -54,7 +55,18 @@ export interface DynamoRegistryOptions {
   readonly requestTimeoutMs?: number;
   /** SDK attempts per call, the first included. Default 3. */
   readonly maxAttempts?: number;
+  /**
+   * Most DynamoDB requests in flight at once; more wait their turn. Default
+   * `settings.maxConcurrency`, else {@link DEFAULT_MAX_CONCURRENCY}.
+   */
+  readonly maxConcurrency?: number;
 }
+
+/** Requests in flight per registry unless configured otherwise. */
+export const DEFAULT_MAX_CONCURRENCY = 64;
+
+/** Smallest socket pool of a client; a larger bound gets twice its size. */
+const MIN_SOCKETS = 128;
 
 type Item = Record<string, AttributeValue>;
 
@@ -151,13 +163,29 @@ function decodeCursor(cursor: string): Item {
   throw new TetherError("invalid_argument", "malformed page cursor");
 }
 
-/** A DynamoDB client tuned for short calls: kept-alive sockets, tight timeouts, few retries. */
+/**
+ * A DynamoDB client tuned for short calls: kept-alive sockets, tight timeouts, few retries, and
+ * at most `maxConcurrency` requests in flight.
+ *
+ * The SDK starts its connect timeout when a request asks the agent for a socket, so a request
+ * that waits behind a full pool fails after 1 s while DynamoDB is healthy. Requests past the
+ * bound wait in a queue in front of the SDK's HTTP handler instead: each attempt takes a turn
+ * after the retry step and gives it back once its response is read, and the socket pool is twice
+ * the bound, so an attempt that has a turn always finds a socket and neither timeout counts the
+ * wait.
+ */
 export function createDynamoClient(
   settings: DynamoDbSettings,
-  options: { requestTimeoutMs?: number; maxAttempts?: number } = {},
+  options: { requestTimeoutMs?: number; maxAttempts?: number; maxConcurrency?: number } = {},
 ): DynamoDBClient {
-  const agentOptions = { keepAlive: true, keepAliveMsecs: 10_000, maxSockets: 128 };
-  return new DynamoDBClient({
+  const maxConcurrency = options.maxConcurrency ?? settings.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY;
+  const limiter = new Limiter({ concurrency: maxConcurrency });
+  const agentOptions = {
+    keepAlive: true,
+    keepAliveMsecs: 10_000,
+    maxSockets: Math.max(MIN_SOCKETS, 2 * maxConcurrency),
+  };
+  const client = new DynamoDBClient({
     region: settings.region,
     ...(settings.endpoint === undefined
       ? {}
@@ -174,6 +202,14 @@ export function createDynamoClient(
       requestTimeout: options.requestTimeoutMs ?? 3000,
     },
   });
+  // Inside the retry step (finalizeRequest, high priority) and outside the response parsing
+  // (deserialize step), so a turn spans exactly one attempt's use of a socket.
+  client.middlewareStack.add((next) => (args) => limiter.run(() => next(args)), {
+    step: "finalizeRequest",
+    priority: "low",
+    name: "tetherConcurrencyLimit",
+  });
+  return client;
 }
 
 /** One table of a registry: its client, its name and the registry's closed guard. */

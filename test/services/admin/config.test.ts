@@ -42,3 +42,31 @@ test("the configuration is frozen", () => {
   assert.equal(config.port, 9000);
   assert.ok(Object.isFrozen(config));
 });
+
+test("the bounds on requests in flight default to 256 for the API and 64 for DynamoDB, and can be set", () => {
+  const defaults = readAdminConfig({ TETHER_ADMIN_TOKEN: "t" });
+  assert.equal(defaults.maxConcurrency, 256);
+  assert.equal(defaults.trustedProxyHops, 0);
+  assert.equal(defaults.common.dynamodb.maxConcurrency, 64);
+  const set = readAdminConfig({
+    TETHER_ADMIN_TOKEN: "t",
+    TETHER_ADMIN_MAX_CONCURRENCY: "32",
+    TETHER_ADMIN_TRUSTED_PROXY_HOPS: "1",
+    TETHER_DYNAMODB_MAX_CONCURRENCY: "16",
+  });
+  assert.equal(set.maxConcurrency, 32);
+  assert.equal(set.trustedProxyHops, 1);
+  assert.equal(set.common.dynamodb.maxConcurrency, 16);
+  assert.throws(
+    () =>
+      readAdminConfig({
+        TETHER_ADMIN_TOKEN: "t",
+        TETHER_ADMIN_MAX_CONCURRENCY: "0",
+        TETHER_DYNAMODB_MAX_CONCURRENCY: "x",
+      }),
+    (error: unknown) =>
+      hasErrorCode(error, "invalid_config") &&
+      error.message.includes("TETHER_ADMIN_MAX_CONCURRENCY") &&
+      error.message.includes("TETHER_DYNAMODB_MAX_CONCURRENCY"),
+  );
+});
