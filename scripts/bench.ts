@@ -63,14 +63,14 @@ const benches: readonly Bench[] = [
     name: "kafka",
     what: "Kafka adapter: produce->consume round trip, produce throughput, broker RSS",
     needsCluster: true,
-    run: (env) => tsx(["scripts/kafka/bench.ts", "1000", "20000"], env),
+    run: (env) => tsx(["bench/kafka.ts", "1000", "20000"], env),
   },
   {
     name: "edge-rate",
     what: "round trip at 1,000 req/s from 100 devices, edge and worker processes on real Kafka (target p50 <= 5 ms, p99 <= 20 ms)",
     needsCluster: true,
     run: (env) =>
-      tsx(["services/edge/bench/roundtrip.ts", "rate", "100", "15", "1000"], {
+      tsx(["bench/roundtrip.ts", "rate", "100", "15", "1000"], {
         ...env,
         TETHER_BROKER: "kafka",
         TETHER_REGISTRY: "dynamodb",
@@ -84,7 +84,7 @@ const benches: readonly Bench[] = [
     what: "round trips/s through one edge and one worker on real Kafka (target >= 20,000/s)",
     needsCluster: true,
     run: (env) =>
-      tsx(["services/edge/bench/roundtrip.ts", "max", "100", "15"], {
+      tsx(["bench/roundtrip.ts", "max", "100", "15"], {
         ...env,
         TETHER_BROKER: "kafka",
         TETHER_REGISTRY: "dynamodb",
@@ -97,7 +97,7 @@ const benches: readonly Bench[] = [
     what: "idle connections: RSS per connection (target <= 6 KiB) and connect rate with DynamoDB Local ownership writes",
     needsCluster: true,
     run: (env) =>
-      tsx(["services/edge/bench/idle.ts", process.env.BENCH_IDLE_CONNECTIONS ?? "15000"], {
+      tsx(["bench/edge-idle.ts", process.env.BENCH_IDLE_CONNECTIONS ?? "15000"], {
         ...env,
         // Presence events leave the process, as in a fleet: the in-memory broker would keep
         // every `connected` event in the edge and count it as connection state.
@@ -106,16 +106,22 @@ const benches: readonly Bench[] = [
       }),
   },
   {
+    name: "edge-junk",
+    what: "10,000 sockets that never finish a hello: edge RSS per socket (target <= 4 KiB), median of 3 rounds",
+    needsCluster: false,
+    run: (env) => tsx(["bench/junk.ts", "10000", "2000", "3"], env),
+  },
+  {
     name: "worker",
     what: "worker: no-op handler throughput per worker, added latency of the worker hop",
     needsCluster: true,
-    run: (env) => tsx(["test/services/worker/worker-hop.bench.ts"], env),
+    run: (env) => tsx(["bench/worker-hop.ts"], env),
   },
   {
     name: "admin",
     what: "admin API: GET /v1/devices/:id requests/s against DynamoDB Local",
     needsCluster: true,
-    run: (env) => tsx(["scripts/bench-admin.ts", "--seconds", "8", "--runs", "3"], env),
+    run: (env) => tsx(["bench/admin.ts", "--seconds", "8", "--runs", "3"], env),
   },
   {
     name: "embedded-rate",

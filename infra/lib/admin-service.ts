@@ -59,6 +59,9 @@ export class AdminService extends Construct {
       environment: {
         ...props.commonEnvironment,
         TETHER_ADMIN_PORT: String(ADMIN_PORT),
+        // Behind the ALB every request comes from the balancer: the client is the address it adds
+        // to X-Forwarded-For, which the per-address limit on failed logins must count by.
+        TETHER_ADMIN_TRUSTED_PROXY_HOPS: "1",
       },
       secrets: { ...props.commonSecrets, TETHER_ADMIN_TOKEN: ecs.Secret.fromSecretsManager(this.token) },
       ports: [ADMIN_PORT],

@@ -1,4 +1,5 @@
 import { Duration } from "aws-cdk-lib";
+import type { AuthMode as SharedAuthMode } from "../../shared/auth/index.ts";
 
 /** An existing VPC, given by ids so that synth needs no look-up. */
 export interface ExistingVpc {
@@ -20,7 +21,8 @@ export type KafkaMode =
       readonly saslSecretArn: string;
     };
 
-export type AuthMode = "hmac" | "jwt";
+/** The device auth modes a deployment may use (`none` is for local development only). */
+export type AuthMode = Exclude<SharedAuthMode, "none">;
 
 /** Everything that varies between deployments; read from CDK context by `settingsFromContext`. */
 export interface TetherSettings {

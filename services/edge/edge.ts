@@ -36,6 +36,10 @@ import { SlotKeeper } from "./lease.ts";
 import { EdgeMetrics } from "./metrics.ts";
 import { takeProxyHeader } from "./proxy-protocol.ts";
 
+/** Where a device socket keeps its connection, so that one set of listeners serves all sockets. */
+const CONNECTION = Symbol("tether.connection");
+type TaggedSocket = Socket & { [CONNECTION]?: Connection };
+
 /** A socket still reading its PROXY header or doing its TLS handshake. */
 interface Handshake {
   readonly socket: Socket;
@@ -132,7 +136,23 @@ export class Edge {
   #preAuth = 0;
   readonly #preAuthBySource = new Map<string, number>();
 
+  readonly #socketData: (this: Socket, chunk: Buffer) => void;
+  readonly #socketError: (this: Socket, error: Error) => void;
+  readonly #socketClosed: (this: Socket) => void;
+
   constructor(deps: EdgeDeps) {
+    const edge = this;
+    this.#socketData = function (this: Socket, chunk: Buffer) {
+      const conn = (this as TaggedSocket)[CONNECTION];
+      if (conn !== undefined) edge.#onData(conn, chunk);
+    };
+    this.#socketError = function (this: Socket, error: Error) {
+      edge.#log.debug({ err: error, connId: (this as TaggedSocket)[CONNECTION]?.connId }, "device socket error");
+    };
+    this.#socketClosed = function (this: Socket) {
+      const conn = (this as TaggedSocket)[CONNECTION];
+      if (conn !== undefined) edge.#onSocketClose(conn);
+    };
     this.#config = deps.config;
     this.#log = deps.logger;
     this.#broker = deps.broker;
@@ -384,9 +404,11 @@ export class Edge {
     this.#preAuthBySource.set(source, (this.#preAuthBySource.get(source) ?? 0) + 1);
     this.metrics.connections.inc();
     this.metrics.connectionsOpened.inc();
-    socket.on("data", (chunk: Buffer) => this.#onData(conn, chunk));
-    socket.on("error", (error) => this.#log.debug({ err: error, connId }, "device socket error"));
-    socket.on("close", () => this.#onSocketClose(conn));
+    // One set of listeners serves every socket (an idle or junk socket costs no closures).
+    (socket as TaggedSocket)[CONNECTION] = conn;
+    socket.on("data", this.#socketData);
+    socket.on("error", this.#socketError);
+    socket.on("close", this.#socketClosed);
     if (early !== undefined) this.#onData(conn, early);
   }
 
@@ -396,6 +418,12 @@ export class Edge {
    */
   #onData(conn: Connection, chunk: Buffer): void {
     try {
+      if (conn.state === ConnState.Hello && conn.splitter.pendingBytes === 0 && !mayStartObject(chunk)) {
+        // Before hello only a JSON object can come: junk is cut at its first byte, not held.
+        this.#sendError(conn, WireErrorCode.BadFrame, undefined, "expected a hello frame (a JSON object)");
+        this.#close(conn, "bad_hello");
+        return;
+      }
       conn.splitter.push(chunk);
     } catch (error) {
       this.#fault(conn, error);
@@ -1225,6 +1253,15 @@ export function createEdge(deps: EdgeDeps): Edge {
 }
 
 function ignore(): void {}
+
+/** False when the first byte that is not white space cannot start a JSON object. */
+function mayStartObject(chunk: Buffer): boolean {
+  for (const byte of chunk) {
+    if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) continue;
+    return byte === 0x7b;
+  }
+  return true;
+}
 
 /**
  * A reply value as one line. Producers write compact JSON, so this is normally the value itself;

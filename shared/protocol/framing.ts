@@ -155,7 +155,9 @@ export class LineSplitter {
     }
     let pending = this.#pending;
     if (pending === undefined || pending.length < needed) {
-      let capacity = Math.max(MIN_PENDING_CAPACITY, pending === undefined ? 0 : pending.length * 2);
+      // A first piece is held at its own size (most partial lines are completed by the next
+      // read, and a socket that stops mid-line then holds no slack); growth doubles.
+      let capacity = pending === undefined ? needed : Math.max(MIN_PENDING_CAPACITY, pending.length * 2);
       while (capacity < needed) capacity *= 2;
       capacity = Math.min(capacity, this.#maxFrameBytes + 1);
       const grown = Buffer.allocUnsafe(capacity);

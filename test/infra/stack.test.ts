@@ -396,6 +396,8 @@ describe("environment variables", () => {
   test("the admin gets its port and its bearer token from a generated secret", () => {
     const built = build();
     assert.equal(environmentOf(built, "admin").TETHER_ADMIN_PORT, "8080");
+    // Behind the ALB, failed logins are counted by the client address the balancer forwards.
+    assert.equal(environmentOf(built, "admin").TETHER_ADMIN_TRUSTED_PROXY_HOPS, "1");
     assert.deepEqual(Object.keys(secretsOf(built, "admin")), ["TETHER_ADMIN_TOKEN"]);
     assert.match(secretsOf(built, "admin").TETHER_ADMIN_TOKEN ?? "", /^<AdminToken\w+>$/);
     built.template.hasResourceProperties("AWS::SecretsManager::Secret", {

@@ -2,13 +2,12 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import type { AddressInfo } from "node:net";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it, type TestContext } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createAuthenticator, expiringHmacToken, hmacToken } from "../../../shared/auth/index.ts";
+import { freePort } from "../../harness/net.ts";
 import { defaultBehaviour, FakeEdge } from "../../shared/sdk/fake-edge.ts";
 
 const BIN = fileURLToPath(new URL("../../../bin/tether.mjs", import.meta.url));
@@ -47,15 +46,6 @@ async function startEdge(t: TestContext): Promise<FakeEdge> {
   await edge.listen();
   t.after(() => edge.close());
   return edge;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe("tether token", () => {

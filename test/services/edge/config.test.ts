@@ -52,6 +52,9 @@ describe("edge configuration", () => {
       TETHER_HEARTBEAT_MS: "200",
       TETHER_MAX_FRAME_BYTES: "1024",
       TETHER_DRAIN_MS: "300",
+      TETHER_MAX_HELLO_BYTES: "512",
+      TETHER_MAX_PENDING_PER_SOURCE: "3",
+      TETHER_PROXY_PROTOCOL: "v2",
     });
     assert.deepEqual([config.devicePort, config.edgeId, config.drainMs], [4000, "edge-a", 300]);
     assert.deepEqual(
@@ -65,15 +68,31 @@ describe("edge configuration", () => {
         heartbeatMs: 200,
         maxFrameBytes: 1024,
         maxProducerQueue: 0,
+        maxHelloBytes: 512,
+        // Unwelcomed sockets default to the connection cap when it is below 10,000.
+        maxPendingConnections: 10,
+        maxPendingPerSource: 3,
       },
     );
+    assert.equal(config.proxyProtocol, "v2");
     assert.throws(
-      () => readEdgeConfig({ TETHER_AUTH_MODE: "hmac", TETHER_MAX_INFLIGHT: "many", TETHER_TLS_CERT_FILE: "/c.pem" }),
+      () =>
+        readEdgeConfig({
+          TETHER_AUTH_MODE: "hmac",
+          TETHER_MAX_INFLIGHT: "many",
+          TETHER_TLS_CERT_FILE: "/c.pem",
+          TETHER_PROXY_PROTOCOL: "v1",
+          TETHER_MAX_HELLO_BYTES: "10",
+        }),
       (error) =>
         hasErrorCode(error, "invalid_config") &&
-        ["TETHER_AUTH_SECRET", "TETHER_MAX_INFLIGHT", "TETHER_TLS_CERT_FILE"].every((name) =>
-          error.message.includes(name),
-        ),
+        [
+          "TETHER_AUTH_SECRET",
+          "TETHER_MAX_INFLIGHT",
+          "TETHER_TLS_CERT_FILE",
+          "TETHER_PROXY_PROTOCOL",
+          "TETHER_MAX_HELLO_BYTES",
+        ].every((name) => error.message.includes(name)),
     );
   });
 });

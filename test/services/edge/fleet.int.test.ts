@@ -4,7 +4,6 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { after, describe, it } from "node:test";
 import { tetherTopics } from "../../../shared/broker/index.ts";
 import { createKafkaBroker } from "../../../shared/broker/kafka/index.ts";
@@ -12,6 +11,7 @@ import { resourceNames } from "../../../shared/config/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { ensureTables } from "../../../shared/registry/dynamodb/index.ts";
 import { uniquePrefix, useLocalCluster } from "../../harness/index.ts";
+import { freePort } from "../../harness/net.ts";
 import { Device, eventually, sleep } from "./helpers.ts";
 
 const MAX_EDGES = 2;
@@ -23,15 +23,6 @@ after(async () => {
   for (const device of devices) device.close();
   for (const child of processes) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 interface Proc {
   readonly child: ChildProcess;

@@ -10,6 +10,7 @@ import { Device, EchoWorker, memoryFleet, startEdge } from "./helpers.ts";
 
 const TOTAL_FRAMES = 100_000;
 const DEVICES = 16;
+const RSS_BOUND_MB = 256;
 
 /** Deterministic PRNG so a failure can be replayed (seed printed on failure). */
 function prng(seed: number): () => number {
@@ -95,7 +96,59 @@ function mutate(text: string): string {
   return chars.join("").replaceAll("\n", "");
 }
 
+/** Lines an attacker writes on purpose: deep nesting, huge numbers, long strings, bad UTF-8, prototype keys. */
+function hostileLine(n: number): Buffer {
+  const id = JSON.stringify(`h${n}`);
+  switch (int(6)) {
+    case 0: {
+      const depth = pick([63, 64, 65, 100, 900]);
+      const open = pick(["[", '{"a":']);
+      const close = open === "[" ? "]" : "}";
+      const body = `${open.repeat(depth)}1${close.repeat(depth)}`;
+      return Buffer.from(
+        random() < 0.8
+          ? `{"t":"req","id":${id},"type":"echo","body":${body}}`
+          : `{"t":"hello","v":1,"deviceId":"fz-deep","token":${body}}`,
+      );
+    }
+    case 1: {
+      const number = pick(["1e999999", "-1e-999999", "9".repeat(400), `0.${"0".repeat(300)}1`, "-0", "1E+308"]);
+      return Buffer.from(`{"t":"req","id":${id},"type":"echo","body":{"n":${number},"m":[${number}]}}`);
+    }
+    case 2:
+      return Buffer.from(`{"t":"req","id":${id},"type":"echo","body":"${"s".repeat(int(1900))}"}`);
+    case 3: {
+      const bad = pick([
+        [0xc3, 0x28],
+        [0xc0, 0xaf],
+        [0xed, 0xa0, 0x80],
+        [0xf4, 0x90, 0x80, 0x80],
+        [0xff],
+        [0xe2, 0x82],
+      ]);
+      return Buffer.concat([
+        Buffer.from(`{"t":"req","id":${id},"type":"echo","body":"`),
+        Buffer.from(bad),
+        Buffer.from('"}'),
+      ]);
+    }
+    case 4:
+      return Buffer.from(
+        pick([
+          `{"t":"req","id":${id},"type":"echo","body":{"__proto__":{"polluted":true},"constructor":{"prototype":{"x":1}}}}`,
+          `{"__proto__":{"t":"req"},"t":"ping"}`,
+          `{"t":"req","__proto__":{"id":"x","type":"echo"}}`,
+          `{"t":"hello","v":1,"deviceId":"__proto__"}`,
+          `{"t":"req","id":"__proto__","type":"constructor","body":null}`,
+        ]),
+      );
+    default:
+      return Buffer.from(`{"t":"req","id":${id},"type":"echo","body":${"[".repeat(6000)}${"]".repeat(6000)}}`);
+  }
+}
+
 function randomLine(n: number): Buffer {
+  if (random() < 0.05) return hostileLine(n);
   const kind = random();
   if (kind < 0.45) return Buffer.from(validFrame(n));
   if (kind < 0.8) return Buffer.from(mutate(validFrame(n)));
@@ -174,7 +227,9 @@ it(`survives ${TOTAL_FRAMES} random and mutated frames and only ever writes vali
   assert.deepEqual(invalid.slice(0, 5), [], `seed ${seed}: invalid lines from the edge`);
   assert.ok(received > TOTAL_FRAMES / 4, `seed ${seed}: only ${received} frames came back`);
   const growthMb = (process.memoryUsage().rss - rssBefore) / 1024 / 1024;
-  assert.ok(growthMb < 400, `seed ${seed}: RSS grew ${growthMb.toFixed(0)} MB`);
+  // Bound: the test process holds the edge, 16 devices and their collected frames.
+  assert.ok(growthMb < RSS_BOUND_MB, `seed ${seed}: RSS grew ${growthMb.toFixed(0)} MB (bound ${RSS_BOUND_MB} MB)`);
+  assert.equal(({} as Record<string, unknown>).polluted, undefined, "no prototype was polluted");
   t.diagnostic(
     `seed ${seed}: sent ${sent} frames over ${connections} connections, got ${received} frames back, RSS +${growthMb.toFixed(0)} MB`,
   );

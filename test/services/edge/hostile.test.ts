@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { availableMemory, defaultMaxConnections, readEdgeConfig } from "../../../services/edge/config.ts";
 import { proxyHeaderV4 } from "../../../services/edge/proxy-protocol.ts";
-import type { Broker, OutgoingMessage, Producer } from "../../../shared/broker/types.ts";
+import type { Broker, OutgoingMessage, Producer, SendOptions } from "../../../shared/broker/types.ts";
 import { Device, EchoWorker, eventually, memoryFleet, sleep, startEdge } from "./helpers.ts";
 
 function nested(depth: number): string {
@@ -31,9 +31,9 @@ function poisonedBroker(broker: Broker): Broker {
     new Proxy(producer, {
       get(target, prop) {
         if (prop === "send") {
-          return (message: OutgoingMessage, options?: unknown) => {
+          return (message: OutgoingMessage, options?: SendOptions) => {
             if (String(message.value).includes("poison")) throw new Error("a bug the frame path never saw before");
-            return (target.send as (m: OutgoingMessage, o?: unknown) => Promise<void>).call(target, message, options);
+            return target.send(message, options);
           };
         }
         const value = Reflect.get(target, prop, target) as unknown;
@@ -163,12 +163,18 @@ describe("the budget of sockets that have not said hello", () => {
       await edge.close();
       await worker.close();
     });
+    const long = await Device.connect(port);
+    t.after(() => long.close());
+    long.send(`{"t":"hello","v":1,"deviceId":"d","token":"${"x".repeat(65_000)}`);
+    const error = await long.nextOfType("error");
+    assert.equal(error.code, "frame_too_large");
+    assert.match(String(error.message), /2048/);
+    await long.waitClosed();
+    // Bytes that cannot start a hello are refused at the first one, not held until a newline.
     const junk = await Device.connect(port);
     t.after(() => junk.close());
     junk.send("x".repeat(65_000));
-    const error = await junk.nextOfType("error");
-    assert.equal(error.code, "frame_too_large");
-    assert.match(String(error.message), /2048/);
+    assert.equal((await junk.nextOfType("error")).code, "bad_frame");
     await junk.waitClosed();
     // A hello followed at once by a 30 KB request in the same segment is fine.
     const device = await Device.connect(port);

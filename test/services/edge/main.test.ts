@@ -1,18 +1,9 @@
 /** The edge process itself (in-memory adapters): start-up checks, serving, SIGTERM drain. */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { describe, it } from "node:test";
+import { freePort } from "../../harness/net.ts";
 import { Device } from "./helpers.ts";
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 function startEdgeProcess(env: Record<string, string>): {
   child: ChildProcess;

@@ -2,20 +2,13 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import type { AddressInfo } from "node:net";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
-const MAIN = fileURLToPath(new URL("../../../services/embedded/main.ts", import.meta.url));
+export { freePort } from "../../harness/net.ts";
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { freePort } from "../../harness/net.ts";
+
+const MAIN = fileURLToPath(new URL("../../../services/embedded/main.ts", import.meta.url));
 
 export interface Embedded {
   readonly devicePort: number;

@@ -3,23 +3,24 @@
  * process. Adapters come from the environment (memory by default; TETHER_BROKER=kafka and
  * TETHER_KAFKA_BROKERS for a real Kafka, TETHER_REGISTRY=dynamodb and TETHER_DYNAMODB_ENDPOINT).
  *
- *   tsx services/edge/bench/roundtrip.ts [mode=max|rate] [devices=100] [seconds=10] [rate=1000] [window=32]
+ *   tsx bench/roundtrip.ts [mode=max|rate] [devices=100] [seconds=10] [rate=1000] [window=32]
  *
  * `max`: every device keeps `window` requests open; reports round trips per second.
  * `rate`: `rate` requests per second spread over the devices; reports latency percentiles.
  * BENCH_PROCESSES=1 runs the edge and the worker as separate processes (needs Kafka and DynamoDB).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { type AddressInfo, connect, createServer, type Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import * as hdr from "hdr-histogram-js";
-import { createAuthenticator } from "../../../shared/auth/index.ts";
-import { createBroker, tetherTopics } from "../../../shared/broker/index.ts";
-import { ConfigReader, readCommonConfig } from "../../../shared/config/index.ts";
-import { silentLogger } from "../../../shared/log/index.ts";
-import { createRegistry } from "../../../shared/registry/index.ts";
-import { createWorker, readWorkerConfig } from "../../worker/index.ts";
-import { edgeConfigForTests } from "../config.ts";
-import { createEdge } from "../edge.ts";
+import { edgeConfigForTests } from "../services/edge/config.ts";
+import { createEdge } from "../services/edge/edge.ts";
+import { createWorker, readWorkerConfig } from "../services/worker/index.ts";
+import { createAuthenticator } from "../shared/auth/index.ts";
+import { createBroker, tetherTopics } from "../shared/broker/index.ts";
+import { ConfigReader, readCommonConfig } from "../shared/config/index.ts";
+import { silentLogger } from "../shared/log/index.ts";
+import { createRegistry } from "../shared/registry/index.ts";
+import { freePort } from "../test/harness/net.ts";
 
 const [mode = "max", devicesArg = "100", secondsArg = "10", rateArg = "1000", windowArg = "32"] = process.argv.slice(2);
 const devices = Number(devicesArg);
@@ -76,14 +77,6 @@ async function inProcess(env: Record<string, string | undefined>): Promise<Syste
       await registry.close();
     },
   };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return address.port;
 }
 
 /**

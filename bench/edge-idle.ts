@@ -3,7 +3,7 @@
  * says otherwise), opens N device connections that say hello and then stay silent, and reports
  * the edge's resident memory per connection and the connect rate.
  *
- *   tsx services/edge/bench/idle.ts [connections=15000]
+ *   tsx bench/edge-idle.ts [connections=15000]
  *
  * One process may hold at most `ulimit -n` sockets; the client side binds 127.0.0.2, .3, ...
  * so that one loopback address's ~28,000 client ports are not the limit.
@@ -13,42 +13,14 @@
  * warm-up round): the edge's connect rate cannot exceed it.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { connect, createServer, type Socket } from "node:net";
-import { ConfigReader, readCommonConfig } from "../../../shared/config/index.ts";
-import { silentLogger } from "../../../shared/log/index.ts";
-import { createRegistry } from "../../../shared/registry/index.ts";
+import { connect, type Socket } from "node:net";
+import { ConfigReader, readCommonConfig } from "../shared/config/index.ts";
+import { silentLogger } from "../shared/log/index.ts";
+import { createRegistry } from "../shared/registry/index.ts";
+import { freePort, rssKiB, waitReady } from "./process.ts";
 
 const count = Number(process.argv[2] ?? 15_000);
 const concurrency = 100;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
-
-function rssKiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const match = /VmRSS:\s+(\d+) kB/.exec(status);
-  return match === null ? 0 : Number(match[1]);
-}
-
-async function waitReady(httpPort: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
-      if (res.status === 200) return;
-    } catch {
-      // Not listening yet.
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error("edge did not become ready");
-}
 
 function openDevice(port: number, index: number): Promise<Socket> {
   return new Promise((resolve, reject) => {

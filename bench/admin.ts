@@ -1,7 +1,7 @@
 /**
  * Requests per second of `GET /v1/devices/:deviceId` against DynamoDB Local.
  *
- *   tsx scripts/bench-admin.ts [--seconds 10] [--runs 3] [--concurrency 32] [--devices 1000] [--lease-cache-ms 1000]
+ *   tsx bench/admin.ts [--seconds 10] [--runs 3] [--concurrency 32] [--devices 1000] [--lease-cache-ms 1000]
  *
  * Uses TETHER_DYNAMODB_ENDPOINT when set, otherwise starts DynamoDB Local for the run. The admin
  * API listens on loopback in this process; the load comes from a worker thread with keep-alive

@@ -3,12 +3,12 @@
  * partition consumer (sequential sends, p50/p99), produce throughput with many sends in flight,
  * and the broker's resident memory. Starts its own cluster unless TETHER_KAFKA_BROKERS is set.
  *
- *   npx tsx scripts/kafka/bench.ts [roundTrips=1000] [throughputMessages=20000] [lingerMs=0]
+ *   npx tsx bench/kafka.ts [roundTrips=1000] [throughputMessages=20000] [lingerMs=0]
  */
 import { execFileSync } from "node:child_process";
-import { createKafkaBroker } from "../../shared/broker/kafka/index.ts";
-import { silentLogger } from "../../shared/log/index.ts";
-import { type LocalCluster, localKafkaSettings, startLocalCluster, uniquePrefix } from "../../test/harness/index.ts";
+import { createKafkaBroker } from "../shared/broker/kafka/index.ts";
+import { silentLogger } from "../shared/log/index.ts";
+import { type LocalCluster, localKafkaSettings, startLocalCluster, uniquePrefix } from "../test/harness/index.ts";
 
 const roundTrips = Number(process.argv[2] ?? 1000);
 const throughputMessages = Number(process.argv[3] ?? 20_000);

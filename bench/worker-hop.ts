@@ -2,7 +2,7 @@
  * Measures the worker on real Kafka: handler throughput of one worker with a no-op handler,
  * and the latency the worker hop adds (request produced -> answer consumed, p50/p99).
  *
- *   node --import tsx test/services/worker/worker-hop.bench.ts
+ *   node --import tsx bench/worker-hop.ts
  *
  * Uses TETHER_KAFKA_BROKERS / TETHER_DYNAMODB_ENDPOINT when set, otherwise starts a local
  * cluster. BENCH_REQUESTS, BENCH_DEVICES, BENCH_CONCURRENCY, BENCH_RATE tune it.
@@ -14,13 +14,13 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { createWorker } from "../../../services/worker/index.ts";
-import { silentLogger } from "../../../shared/log/index.ts";
-import { MemoryRegistry } from "../../../shared/registry/memory/index.ts";
-import { repoRoot } from "../../harness/kafka.ts";
-import { ManagedProcess, removeTree } from "../../harness/process.ts";
-import { Collector, requestMessage, sleep } from "./fixtures.ts";
-import { kafkaEnv } from "./kafka-fixtures.ts";
+import { createWorker } from "../services/worker/index.ts";
+import { silentLogger } from "../shared/log/index.ts";
+import { MemoryRegistry } from "../shared/registry/memory/index.ts";
+import { repoRoot } from "../test/harness/kafka.ts";
+import { ManagedProcess, removeTree } from "../test/harness/process.ts";
+import { Collector, requestMessage, sleep } from "../test/services/worker/fixtures.ts";
+import { kafkaEnv } from "../test/services/worker/kafka-fixtures.ts";
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20_000);
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 200);
