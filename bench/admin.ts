@@ -22,6 +22,7 @@ import { createDynamoRegistry, ensureTables } from "../shared/registry/dynamodb/
 import type { Registry } from "../shared/registry/types.ts";
 import { startDynamo } from "../test/harness/dynamodb.ts";
 import { removeTree } from "../test/harness/process.ts";
+import { localDynamoDbSettings } from "../test/harness/settings.ts";
 
 const { values } = parseArgs({
   options: {
@@ -127,7 +128,7 @@ async function main(): Promise<void> {
     process.stderr.write(`# DynamoDB Local started in ${node.startMs} ms\n`);
   }
   const logger = silentLogger();
-  const settings = { endpoint, region: "us-east-1" };
+  const settings = localDynamoDbSettings({ dynamodbEndpoint: endpoint });
   const names = resourceNames(`bench${Date.now().toString(36)}-`);
   await ensureTables({ settings, names, logger });
   const registry = await createDynamoRegistry({ settings, names, logger });

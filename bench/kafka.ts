@@ -41,7 +41,7 @@ if (!brokers) {
   say(`Kafka start-up: ${cluster.kafkaStartMs} ms`);
 }
 const broker = createKafkaBroker({
-  settings: localKafkaSettings({ kafkaBrokers: brokers, dynamodbEndpoint: "" }, "tether-bench"),
+  settings: localKafkaSettings({ kafkaBrokers: brokers }, "tether-bench"),
   logger: silentLogger(),
   producer: { lingerMs },
 });

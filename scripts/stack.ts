@@ -11,7 +11,7 @@ import { tetherTopics } from "../shared/broker/topics.ts";
 import { ConfigReader, resourceNames } from "../shared/config/index.ts";
 import { createLogger } from "../shared/log/index.ts";
 import { ensureTables } from "../shared/registry/dynamodb/index.ts";
-import { localKafkaSettings, startLocalCluster } from "../test/harness/index.ts";
+import { localDynamoDbSettings, localKafkaSettings, startLocalCluster } from "../test/harness/index.ts";
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   process.on("SIGTERM", stop);
 
   const names = resourceNames("");
-  const dynamodb = { endpoint: cluster.dynamodbEndpoint, region: "us-east-1" };
+  const dynamodb = localDynamoDbSettings(cluster);
   const admin = createKafkaBroker({ settings: localKafkaSettings(cluster, "tether-stack"), logger }).admin();
   try {
     await Promise.all([

@@ -11,7 +11,6 @@ import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
 import type { EdgeService } from "./edge-service.ts";
 import type { Kafka } from "./kafka.ts";
-import { WORKER_GROUP } from "./worker-service.ts";
 
 export interface AlarmsProps {
   readonly cluster: ecs.ICluster;
@@ -123,7 +122,7 @@ export class Alarms extends Construct {
     });
     failedDeployments.addTarget(new targets.SnsTopic(this.topic));
 
-    const lag = props.kafka.consumerLag(props.kafka.group(WORKER_GROUP), props.kafka.names.requestsTopic);
+    const lag = props.kafka.consumerLag(props.kafka.names.workersGroup, props.kafka.names.requestsTopic);
     if (lag !== undefined) {
       add(
         new cloudwatch.Alarm(this, "WorkerLag", {

@@ -129,11 +129,11 @@ export class EdgeService extends Construct {
     props.tables.outbox.grantReadWriteData(this.task.taskDefinition.taskRole);
     // Requests and presence events out; replies in on its slot, and forwarded to another slot.
     const names = props.kafka.names;
-    const slotGroups = props.kafka.group("edge-slot-*");
+    // Each slot's consumer commits under `slotGroup(names, slot)`; the wildcard matches them all.
+    const slotGroups = `${names.slotGroupPrefix}*`;
     props.kafka.grant(this.task.taskDefinition.taskRole, {
       produce: [names.requestsTopic, names.eventsTopic, names.repliesTopic],
       consume: [names.repliesTopic],
-      // services/edge/edge.ts: each slot's consumer commits under `<prefix>edge-slot-<slot>`.
       groups: [slotGroups],
       createTopics: true,
     });

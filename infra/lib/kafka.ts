@@ -51,7 +51,7 @@ export interface KafkaAccess {
  */
 export class Kafka extends Construct {
   readonly mode: KafkaMode["mode"];
-  /** Topic names, with the prefix. */
+  /** Topic and consumer group names, with the prefix. */
   readonly names: ResourceNames;
   /** TETHER_KAFKA_BROKERS; a deploy-time token for MSK. */
   readonly bootstrapServers: string;
@@ -208,11 +208,6 @@ export class Kafka extends Construct {
         }),
       );
     }
-  }
-
-  /** A consumer group id with the environment's prefix. */
-  group(id: string): string {
-    return `${this.#prefix}${id}`;
   }
 
   /** arn:...:topic/<cluster name>/<cluster uuid>/<topic> */

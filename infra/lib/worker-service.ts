@@ -9,9 +9,6 @@ import { ServiceTask } from "./service-task.ts";
 import { acknowledgeConnectionsIndex, type Tables } from "./tables.ts";
 
 export const WORKER_HTTP_PORT = 9091;
-/** services/worker/config.ts: `<prefix>workers` consumes `requests`, `<prefix>router` consumes `downlink`. */
-export const WORKER_GROUP = "workers";
-export const ROUTER_GROUP = "router";
 
 export interface WorkerServiceProps {
   readonly vpc: ec2.IVpc;
@@ -72,7 +69,8 @@ export class WorkerService extends Construct {
     props.kafka.grant(role, {
       produce: [names.repliesTopic, names.dlqTopic],
       consume: [names.requestsTopic, names.downlinkTopic],
-      groups: [props.kafka.group(WORKER_GROUP), props.kafka.group(ROUTER_GROUP)],
+      // `names.workersGroup` consumes `requests`, `names.routerGroup` consumes `downlink`.
+      groups: [names.workersGroup, names.routerGroup],
       createTopics: true,
     });
 
@@ -106,7 +104,7 @@ export class WorkerService extends Construct {
           metricName: "SumOffsetLag",
           dimensions: {
             "Cluster Name": kafka.clusterName ?? "",
-            "Consumer Group": kafka.group(group),
+            "Consumer Group": group,
             Topic: topic,
           },
           stat: "Maximum",
@@ -117,8 +115,8 @@ export class WorkerService extends Construct {
         scaleOutCooldownSeconds: 60,
         scaleInCooldownSeconds: 300,
         metrics: [
-          lagQuery("requests", WORKER_GROUP, names.requestsTopic),
-          lagQuery("downlink", ROUTER_GROUP, names.downlinkTopic),
+          lagQuery("requests", names.workersGroup, names.requestsTopic),
+          lagQuery("downlink", names.routerGroup, names.downlinkTopic),
           metricQuery("tasks", {
             namespace: "ECS/ContainerInsights",
             metricName: "RunningTaskCount",

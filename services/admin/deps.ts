@@ -1,9 +1,9 @@
 import type { BrokerAdmin, Producer } from "../../shared/broker/types.ts";
 import type { ResourceNames } from "../../shared/config/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
+import type { LeaseCache } from "../../shared/registry/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
 import type { AuthFailureLimits } from "./auth.ts";
-import type { LeaseCache } from "./presence.ts";
 
 /** What the admin API needs from the outside. `buildApp` owns none of it: the caller closes it. */
 export interface AdminDeps {

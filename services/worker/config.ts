@@ -57,7 +57,6 @@ export interface WorkerRuntimeConfig {
 export function readWorkerConfig(env: Env): WorkerConfig {
   const reader = new ConfigReader(env);
   const common = readCommonConfig(reader, "tether-worker");
-  const prefix = reader.string("TETHER_NAME_PREFIX", "");
   const retryBaseMs = reader.integer("TETHER_HANDLER_RETRY_BASE_MS", 100, { min: 0, max: 60_000 });
   const retryMaxMs = reader.integer("TETHER_HANDLER_RETRY_MAX_MS", 5000, { min: 0, max: 300_000 });
   if (retryMaxMs < retryBaseMs) {
@@ -65,8 +64,8 @@ export function readWorkerConfig(env: Env): WorkerConfig {
   }
   const worker: WorkerSettings = {
     httpPort: reader.port("TETHER_WORKER_HTTP_PORT", 9091),
-    groupId: `${prefix}workers`,
-    routerGroupId: `${prefix}router`,
+    groupId: common.names.workersGroup,
+    routerGroupId: common.names.routerGroup,
     concurrency: reader.integer("TETHER_WORKER_CONCURRENCY", 64, { min: 1, max: 1024 }),
     routerConcurrency: reader.integer("TETHER_ROUTER_CONCURRENCY", 8, { min: 1, max: 1024 }),
     handlerTimeoutMs: reader.integer("TETHER_HANDLER_TIMEOUT_MS", 10_000, { min: 1, max: 15 * 60_000 }),

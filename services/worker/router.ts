@@ -2,6 +2,7 @@ import type { Broker, GroupConsumer, IncomingMessage, Producer } from "../../sha
 import type { ResourceNames } from "../../shared/config/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import { type DownlinkRecord, pushRecord } from "../../shared/records/index.ts";
+import { ownerLive } from "../../shared/registry/index.ts";
 import type { ConnectionRecord, Registry } from "../../shared/registry/types.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
@@ -87,14 +88,12 @@ export class PushRouter {
     return "routed";
   }
 
-  /** The device's connection, if its edge still holds a live lease on the connection's slot. */
+  /** The device's connection, if its owner is live at `now` (the registry's `ownerLive`). */
   async #liveOwner(deviceId: string, now: number): Promise<ConnectionRecord | null> {
     const { registry } = this.#options;
     const connection = await registry.connections.get(deviceId);
     if (connection === null) return null;
-    const lease = await registry.leases.get(connection.slot);
-    if (lease === null || lease.leaseUntil <= now || lease.edgeId !== connection.edgeId) return null;
-    return connection;
+    return (await ownerLive(registry.leases, connection, () => now)) ? connection : null;
   }
 }
 

@@ -118,7 +118,7 @@ export interface CommonConfig {
   readonly kafka: KafkaSettings;
   readonly registry: "memory" | "dynamodb";
   readonly dynamodb: DynamoDbSettings;
-  /** Kafka topic and DynamoDB table names; prefixed per environment. */
+  /** Kafka topic, consumer group and DynamoDB table names; prefixed per environment. */
   readonly names: ResourceNames;
   /** Partitions of `replies`, hence the number of edge slots. */
   readonly maxEdges: number;
@@ -161,9 +161,18 @@ export interface ResourceNames {
   readonly connectionsTable: string;
   readonly edgesTable: string;
   readonly outboxTable: string;
+  /** Consumer group of `requests`: the workers' handlers. */
+  readonly workersGroup: string;
+  /** Consumer group of `downlink`: the workers' push router. */
+  readonly routerGroup: string;
+  /**
+   * Start of every reply slot's consumer group; slot n's group is {@link slotGroup}`(names, n)`.
+   * With `*` appended it matches exactly those groups (the edge's IAM grant).
+   */
+  readonly slotGroupPrefix: string;
 }
 
-/** Topic and table names for a prefix ("" gives the bare names of the design). */
+/** Topic, table and consumer group names for a prefix ("" gives the bare names of the design). */
 export function resourceNames(prefix = ""): ResourceNames {
   return {
     requestsTopic: `${prefix}requests`,
@@ -174,7 +183,18 @@ export function resourceNames(prefix = ""): ResourceNames {
     connectionsTable: `${prefix}connections`,
     edgesTable: `${prefix}edges`,
     outboxTable: `${prefix}outbox`,
+    workersGroup: `${prefix}workers`,
+    routerGroup: `${prefix}router`,
+    slotGroupPrefix: `${prefix}edge-slot-`,
   };
+}
+
+/**
+ * The consumer group under which the edge holding reply slot `slot` commits its progress on
+ * that partition of `replies`. Kept stable: a new name would lose the committed offsets.
+ */
+export function slotGroup(names: Pick<ResourceNames, "slotGroupPrefix">, slot: number): string {
+  return `${names.slotGroupPrefix}${slot}`;
 }
 
 /** Reads the settings every service shares. Problems are recorded on `reader`. */
@@ -200,6 +220,7 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
   if (!/^[A-Za-z0-9._-]*$/.test(prefix)) {
     reader.problem("TETHER_NAME_PREFIX", "may only hold A-Z a-z 0-9 . _ -");
   }
+  const names = resourceNames(prefix);
   return {
     environment,
     logLevel: reader.oneOf(
@@ -226,11 +247,11 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
       maxConcurrency: reader.integer("TETHER_DYNAMODB_MAX_CONCURRENCY", 64, { min: 1, max: 4096 }),
     },
     names: {
-      ...resourceNames(prefix),
+      ...names,
       // Set by the CDK stack, which lets CloudFormation name the tables.
-      connectionsTable: reader.string("TETHER_CONNECTIONS_TABLE", `${prefix}connections`),
-      edgesTable: reader.string("TETHER_EDGES_TABLE", `${prefix}edges`),
-      outboxTable: reader.string("TETHER_OUTBOX_TABLE", `${prefix}outbox`),
+      connectionsTable: reader.string("TETHER_CONNECTIONS_TABLE", names.connectionsTable),
+      edgesTable: reader.string("TETHER_EDGES_TABLE", names.edgesTable),
+      outboxTable: reader.string("TETHER_OUTBOX_TABLE", names.outboxTable),
     },
     maxEdges: reader.integer("TETHER_MAX_EDGES", 64, { min: 1, max: 4096 }),
   };

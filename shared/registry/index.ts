@@ -1,12 +1,20 @@
 /**
- * The registry module's public surface: the port and a factory that picks the adapter from
- * configuration.
+ * The registry module's public surface: the port, a factory that picks the adapter from
+ * configuration, and the one rule for whether a device's owner is live.
  */
 import type { CommonConfig } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { MemoryRegistry } from "./memory/index.ts";
 import type { Registry } from "./types.ts";
 
+export {
+  LeaseCache,
+  type LeaseReader,
+  leaseHeldBy,
+  leaseLive,
+  type OwnerLiveOptions,
+  ownerLive,
+} from "./liveness.ts";
 export type { MemoryRegistryOptions } from "./memory/index.ts";
 export type * from "./types.ts";
 export { MemoryRegistry };

@@ -20,6 +20,7 @@ import { type Logger, silentLogger } from "../../shared/log/index.ts";
 import { createDynamoRegistry, ensureTables } from "../../shared/registry/dynamodb/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
 import { type LocalCluster, startLocalCluster } from "./cluster.ts";
+import { type ClusterEnv, localDynamoDbSettings, localKafkaSettings } from "./settings.ts";
 
 export {
   type LocalCluster,
@@ -28,11 +29,13 @@ export {
   startLocalCluster,
   sweepOrphans,
 } from "./cluster.ts";
-
-export interface ClusterEnv {
-  readonly kafkaBrokers: string;
-  readonly dynamodbEndpoint: string;
-}
+export {
+  type ClusterEnv,
+  localDynamoDbSettings,
+  localKafkaSettings,
+  type TestCommonOptions,
+  testCommonConfig,
+} from "./settings.ts";
 
 let shared: Promise<LocalCluster> | undefined;
 
@@ -73,20 +76,6 @@ export interface TestAdapters {
   close(): Promise<void>;
 }
 
-/** Kafka settings for the local (or env-given) cluster. */
-export function localKafkaSettings(env: ClusterEnv, clientId = "tether-test"): KafkaSettings {
-  return {
-    brokers: env.kafkaBrokers.split(",").map((broker) => broker.trim()),
-    clientId,
-    auth: "none",
-    ssl: false,
-    username: undefined,
-    password: undefined,
-    region: undefined,
-    replicationFactor: -1,
-  };
-}
-
 /**
  * Real adapters on the local cluster, with the design's topics and tables created under
  * `prefix` through the project's own code (tetherTopics + ensureTopics, ensureTables).
@@ -97,7 +86,7 @@ export async function createTestAdapters(prefix: string, options: TestAdaptersOp
   const names = resourceNames(prefix);
   const maxEdges = options.maxEdges ?? 8;
   const kafka = localKafkaSettings(env);
-  const dynamodb: DynamoDbSettings = { endpoint: env.dynamodbEndpoint, region: "us-east-1" };
+  const dynamodb = localDynamoDbSettings(env);
   const broker = createKafkaBroker({ settings: kafka, logger });
   const admin = broker.admin();
   try {

@@ -15,6 +15,7 @@ import { ensureTables } from "../../shared/registry/dynamodb/index.ts";
 import { repoRoot } from "../harness/kafka.ts";
 import { freePorts } from "../harness/net.ts";
 import { delay, ManagedProcess, removeTree, within } from "../harness/process.ts";
+import { localDynamoDbSettings, localKafkaSettings } from "../harness/settings.ts";
 
 export const AUTH_SECRET = "soak-secret-not-for-production";
 
@@ -167,16 +168,7 @@ export class Fleet {
     const logger = silentLogger();
     const names = resourceNames(this.options.prefix);
     const admin = createKafkaBroker({
-      settings: {
-        brokers: this.options.kafkaBrokers.split(","),
-        clientId: "soak-setup",
-        auth: "none",
-        ssl: false,
-        username: undefined,
-        password: undefined,
-        region: undefined,
-        replicationFactor: 1,
-      },
+      settings: localKafkaSettings(this.options, "soak-setup", { replicationFactor: 1 }),
       logger,
     }).admin();
     try {
@@ -191,7 +183,7 @@ export class Fleet {
     } finally {
       await admin.close();
     }
-    await ensureTables({ settings: { endpoint: this.options.dynamodbEndpoint, region: "us-east-1" }, names, logger });
+    await ensureTables({ settings: localDynamoDbSettings(this.options), names, logger });
   }
 
   #env(): Record<string, string> {

@@ -12,6 +12,7 @@ import type { DownlinkRecord } from "../../shared/records/index.ts";
 import { Header } from "../../shared/records/index.ts";
 import { ClientErrorCode, isTetherRequestError, TetherClient } from "../../shared/sdk/index.ts";
 import { delay } from "../harness/process.ts";
+import { localKafkaSettings } from "../harness/settings.ts";
 import { AUTH_SECRET } from "./fleet.ts";
 
 export interface LoadOptions {
@@ -171,16 +172,7 @@ export class LoadGenerator {
       if (kafkaBrokers === undefined || namePrefix === undefined)
         throw new Error("pushes need kafkaBrokers and namePrefix");
       this.#producer = createKafkaBroker({
-        settings: {
-          brokers: kafkaBrokers.split(","),
-          clientId: "soak-pusher",
-          auth: "none",
-          ssl: false,
-          username: undefined,
-          password: undefined,
-          region: undefined,
-          replicationFactor: 1,
-        },
+        settings: localKafkaSettings({ kafkaBrokers }, "soak-pusher", { replicationFactor: 1 }),
         logger: silentLogger(),
       }).producer();
       await this.#producer.connect();

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { leaseLive } from "../../../shared/registry/index.ts";
 import type { RouteDeps } from "../deps.ts";
-import { isLive } from "../presence.ts";
 import { bearerSecurity, commonErrors, EdgeDevicePage, EdgeDevicesQuery, EdgeList, EdgeParams } from "../schemas.ts";
 
 /** The fleet: live edges and the devices each holds. */
@@ -20,7 +20,7 @@ export const edgeRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = async 
       const leases = await deps.registry.leases.list();
       const now = deps.now();
       const edges = leases
-        .filter((lease) => isLive(lease, now))
+        .filter((lease) => leaseLive(lease, now))
         .sort((a, b) => a.slot - b.slot)
         .map((lease) => ({
           edgeId: lease.edgeId,

@@ -8,12 +8,12 @@ import { type AdminApp, buildApp } from "../../../services/admin/app.ts";
 import { partitionForKey, tetherTopics } from "../../../shared/broker/index.ts";
 import { createKafkaBroker } from "../../../shared/broker/kafka/index.ts";
 import type { Broker, BrokerAdmin, Producer } from "../../../shared/broker/types.ts";
-import { type KafkaSettings, type ResourceNames, resourceNames } from "../../../shared/config/index.ts";
+import { type ResourceNames, resourceNames } from "../../../shared/config/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { Header } from "../../../shared/records/index.ts";
 import { createDynamoRegistry, ensureTables } from "../../../shared/registry/dynamodb/index.ts";
 import type { Registry } from "../../../shared/registry/types.ts";
-import { uniquePrefix, useLocalCluster } from "../../harness/index.ts";
+import { localDynamoDbSettings, localKafkaSettings, uniquePrefix, useLocalCluster } from "../../harness/index.ts";
 import { bearer, firstMessage } from "./helpers.ts";
 
 const TOKEN = "integration-admin-token";
@@ -33,17 +33,8 @@ describe("admin API on Kafka and DynamoDB Local", { timeout: 180_000 }, () => {
     const env = await useLocalCluster();
     const logger = silentLogger();
     names = resourceNames(uniquePrefix());
-    const kafka: KafkaSettings = {
-      brokers: env.kafkaBrokers.split(","),
-      clientId: "tether-admin-int",
-      auth: "none",
-      ssl: false,
-      username: undefined,
-      password: undefined,
-      region: undefined,
-      replicationFactor: 1,
-    };
-    const dynamodb = { endpoint: env.dynamodbEndpoint, region: "us-east-1" };
+    const kafka = localKafkaSettings(env, "tether-admin-int", { replicationFactor: 1 });
+    const dynamodb = localDynamoDbSettings(env);
     broker = createKafkaBroker({ settings: kafka, logger });
     admin = broker.admin();
     await admin.ensureTopics(

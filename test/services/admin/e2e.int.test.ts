@@ -1,9 +1,15 @@
 import { tetherTopics } from "../../../shared/broker/index.ts";
 import { createKafkaBroker } from "../../../shared/broker/kafka/index.ts";
-import { type CommonConfig, type KafkaSettings, resourceNames } from "../../../shared/config/index.ts";
+import { resourceNames } from "../../../shared/config/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { createDynamoRegistry, ensureTables } from "../../../shared/registry/dynamodb/index.ts";
-import { uniquePrefix, useLocalCluster } from "../../harness/index.ts";
+import {
+  localDynamoDbSettings,
+  localKafkaSettings,
+  testCommonConfig,
+  uniquePrefix,
+  useLocalCluster,
+} from "../../harness/index.ts";
 import { adminEndToEnd } from "./e2e.ts";
 
 adminEndToEnd(
@@ -13,27 +19,9 @@ adminEndToEnd(
     const logger = silentLogger();
     const prefix = uniquePrefix();
     const names = resourceNames(prefix);
-    const kafka: KafkaSettings = {
-      brokers: env.kafkaBrokers.split(","),
-      clientId: "admin-e2e",
-      auth: "none",
-      ssl: false,
-      username: undefined,
-      password: undefined,
-      region: undefined,
-      replicationFactor: 1,
-    };
-    const dynamodb = { endpoint: env.dynamodbEndpoint, region: "us-east-1" };
-    const common: CommonConfig = {
-      environment: "development",
-      logLevel: "silent",
-      broker: "kafka",
-      kafka,
-      registry: "dynamodb",
-      dynamodb,
-      names,
-      maxEdges: 4,
-    };
+    const kafka = localKafkaSettings(env, "admin-e2e", { replicationFactor: 1 });
+    const dynamodb = localDynamoDbSettings(env);
+    const common = testCommonConfig({ names, maxEdges: 4, kafka, dynamodb });
     const broker = createKafkaBroker({ settings: kafka, logger });
     const admin = broker.admin();
     await admin.ensureTopics(tetherTopics({ names, maxEdges: 4, workPartitions: 2, replicationFactor: 1 }));

@@ -16,7 +16,13 @@ import { type CommonConfig, resourceNames } from "../../../shared/config/index.t
 import { silentLogger } from "../../../shared/log/index.ts";
 import { createDynamoRegistry, ensureTables } from "../../../shared/registry/dynamodb/index.ts";
 import type { Registry } from "../../../shared/registry/types.ts";
-import { uniquePrefix, useLocalCluster } from "../../harness/index.ts";
+import {
+  localDynamoDbSettings,
+  localKafkaSettings,
+  testCommonConfig,
+  uniquePrefix,
+  useLocalCluster,
+} from "../../harness/index.ts";
 import { Device } from "./helpers.ts";
 
 const MAX_EDGES = 4;
@@ -34,27 +40,9 @@ describe("edges on real Kafka and DynamoDB", () => {
     const env = await useLocalCluster();
     const prefix = uniquePrefix();
     const names = resourceNames(prefix);
-    const kafka = {
-      brokers: env.kafkaBrokers.split(","),
-      clientId: "edge-int",
-      auth: "none",
-      ssl: false,
-      username: undefined,
-      password: undefined,
-      region: undefined,
-      replicationFactor: 1,
-    } as const;
-    const dynamodb = { endpoint: env.dynamodbEndpoint, region: "us-east-1" };
-    common = {
-      environment: "development",
-      logLevel: "silent",
-      broker: "kafka",
-      kafka,
-      registry: "dynamodb",
-      dynamodb,
-      names,
-      maxEdges: MAX_EDGES,
-    };
+    const kafka = localKafkaSettings(env, "edge-int", { replicationFactor: 1 });
+    const dynamodb = localDynamoDbSettings(env);
+    common = testCommonConfig({ names, maxEdges: MAX_EDGES, kafka, dynamodb });
     broker = createKafkaBroker({ settings: kafka, logger });
     const admin = broker.admin();
     await admin.ensureTopics(tetherTopics({ names, maxEdges: MAX_EDGES, workPartitions: 2, replicationFactor: 1 }));

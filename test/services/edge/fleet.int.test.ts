@@ -10,7 +10,7 @@ import { createKafkaBroker } from "../../../shared/broker/kafka/index.ts";
 import { resourceNames } from "../../../shared/config/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { ensureTables } from "../../../shared/registry/dynamodb/index.ts";
-import { uniquePrefix, useLocalCluster } from "../../harness/index.ts";
+import { localDynamoDbSettings, localKafkaSettings, uniquePrefix, useLocalCluster } from "../../harness/index.ts";
 import { freePort } from "../../harness/net.ts";
 import { Device, eventually, sleep } from "./helpers.ts";
 
@@ -37,21 +37,12 @@ async function fleetEnv(): Promise<Record<string, string>> {
   const prefix = uniquePrefix();
   const names = resourceNames(prefix);
   const logger = silentLogger();
-  const kafka = {
-    brokers: env.kafkaBrokers.split(","),
-    clientId: "fleet-setup",
-    auth: "none",
-    ssl: false,
-    username: undefined,
-    password: undefined,
-    region: undefined,
-    replicationFactor: 1,
-  } as const;
+  const kafka = localKafkaSettings(env, "fleet-setup", { replicationFactor: 1 });
   // Created up front so that processes starting together do not race to create them.
   const admin = createKafkaBroker({ settings: kafka, logger }).admin();
   await admin.ensureTopics(tetherTopics({ names, maxEdges: MAX_EDGES, workPartitions: 2, replicationFactor: 1 }));
   await admin.close();
-  await ensureTables({ settings: { endpoint: env.dynamodbEndpoint, region: "us-east-1" }, names, logger });
+  await ensureTables({ settings: localDynamoDbSettings(env), names, logger });
   return {
     PATH: process.env.PATH ?? "",
     TETHER_ENV: "development",

@@ -10,29 +10,13 @@ import { silentLogger } from "../../../shared/log/index.ts";
 import { answerRecord, type RequestRecord, readReplyRoute } from "../../../shared/records/index.ts";
 import { MemoryRegistry } from "../../../shared/registry/index.ts";
 import type { Registry } from "../../../shared/registry/types.ts";
+import { testCommonConfig } from "../../harness/settings.ts";
 
 export type Frame = Record<string, unknown> & { t: string };
 
+/** The harness's in-memory {@link testCommonConfig}, with names and slots given in order. */
 export function memoryCommon(names: ResourceNames = resourceNames(""), maxEdges = 4): CommonConfig {
-  return {
-    environment: "development",
-    logLevel: "silent",
-    broker: "memory",
-    kafka: {
-      brokers: [],
-      clientId: "test",
-      auth: "none",
-      ssl: false,
-      username: undefined,
-      password: undefined,
-      region: undefined,
-      replicationFactor: -1,
-    },
-    registry: "memory",
-    dynamodb: { endpoint: undefined, region: "us-east-1" },
-    names,
-    maxEdges,
-  };
+  return testCommonConfig({ names, maxEdges });
 }
 
 /** A device speaking the protocol over a real socket; frames are collected as they arrive. */

@@ -14,20 +14,16 @@ import { hasErrorCode } from "../../../shared/errors/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { ensureKafkaLibs, type KafkaNode, startKafka } from "../../harness/kafka.ts";
 import { removeTree } from "../../harness/process.ts";
+import { localKafkaSettings } from "../../harness/settings.ts";
 
 const user = { username: "tether", password: "s3cret-for-tests" };
 
 function settings(bootstrap: string, password: string): KafkaSettings {
-  return {
-    brokers: [bootstrap],
-    clientId: "tether-sasl-test",
+  return localKafkaSettings({ kafkaBrokers: bootstrap }, "tether-sasl-test", {
     auth: "plain",
-    ssl: false,
     username: user.username,
     password,
-    region: undefined,
-    replicationFactor: -1,
-  };
+  });
 }
 
 describe("Kafka adapter with SASL/PLAIN", () => {

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { IncomingMessage } from "../../../shared/broker/types.ts";
+import { slotGroup } from "../../../shared/config/index.ts";
 import { createTestAdapters, type TestAdapters, uniquePrefix } from "../../harness/index.ts";
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs = 30_000): Promise<void> {
@@ -40,7 +41,7 @@ describe("Kafka adapter on a real broker", () => {
     await producer.connect();
     const received: IncomingMessage[] = [];
     const consumer = adapters.broker.groupConsumer({
-      groupId: `${adapters.names.requestsTopic}-workers`,
+      groupId: adapters.names.workersGroup,
       topics: [adapters.names.requestsTopic],
     });
     t.after(() => consumer.close());
@@ -68,7 +69,7 @@ describe("Kafka adapter on a real broker", () => {
     t.after(() => producer.close());
     const topic = adapters.names.repliesTopic;
     const slot = 5;
-    const groupId = `${topic}-slots`;
+    const groupId = slotGroup(adapters.names, slot);
     for (let i = 0; i < 3; i += 1) await producer.send({ topic, partition: slot, value: `a${i}` });
 
     const first: string[] = [];

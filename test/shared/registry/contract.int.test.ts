@@ -1,14 +1,14 @@
 import { resourceNames } from "../../../shared/config/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { createDynamoRegistry, ensureTables } from "../../../shared/registry/dynamodb/index.ts";
-import { uniquePrefix, useLocalCluster } from "../../harness/index.ts";
+import { localDynamoDbSettings, uniquePrefix, useLocalCluster } from "../../harness/index.ts";
 import { registryContract } from "./contract.ts";
 
 registryContract(
   "dynamodb",
   async () => {
     const env = await useLocalCluster();
-    const settings = { endpoint: env.dynamodbEndpoint, region: "us-east-1" };
+    const settings = localDynamoDbSettings(env);
     const names = resourceNames(uniquePrefix());
     const logger = silentLogger();
     await ensureTables({ settings, names, logger });

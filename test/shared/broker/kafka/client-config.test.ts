@@ -6,7 +6,7 @@ import type { KafkaSettings } from "../../../../shared/config/index.ts";
 import { silentLogger } from "../../../../shared/log/index.ts";
 import { localKafkaSettings } from "../../../harness/index.ts";
 
-const settings: KafkaSettings = localKafkaSettings({ kafkaBrokers: "127.0.0.1:9092", dynamodbEndpoint: "" });
+const settings: KafkaSettings = localKafkaSettings({ kafkaBrokers: "127.0.0.1:9092" });
 
 test("the producer is idempotent, waits for every in-sync replica and does not batch by default", () => {
   const config = producerConfig(settings, silentLogger(), {});

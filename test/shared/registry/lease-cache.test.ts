@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { LeaseCache } from "../../../services/admin/presence.ts";
-import { MemoryRegistry } from "../../../shared/registry/index.ts";
+import { LeaseCache, MemoryRegistry } from "../../../shared/registry/index.ts";
 import type { LeaseStore } from "../../../shared/registry/types.ts";
 
 function counting(leases: LeaseStore): { store: LeaseStore; reads: () => number } {
