@@ -1,6 +1,9 @@
+import { sleep } from "../../shared/async/index.ts";
+import type { Broker } from "../../shared/broker/types.ts";
 import { ErrorCode, hasErrorCode, TetherError } from "../../shared/errors/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import type { LeaseStore } from "../../shared/registry/types.ts";
+import type { EdgeConfig } from "./config.ts";
 
 export interface SlotKeeperOptions {
   readonly leases: LeaseStore;
@@ -145,5 +148,32 @@ export class SlotKeeper {
     } catch (error) {
       this.#options.logger.warn({ err: error, slot: this.#slot }, "slot lease release failed; it will expire");
     }
+  }
+}
+
+/**
+ * How many reply slots there are: the partitions of `replies`, at most `maxEdges`. A topic made a
+ * moment ago may not be in the metadata yet, so this retries a little while `starting` holds.
+ */
+export async function countSlots(
+  broker: Broker,
+  config: EdgeConfig,
+  log: Logger,
+  starting: () => boolean,
+): Promise<number> {
+  const admin = broker.admin();
+  try {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const partitions = await admin.partitionCount(config.common.names.repliesTopic);
+        return Math.max(1, Math.min(partitions, config.common.maxEdges));
+      } catch (error) {
+        if (attempt >= 20 || !starting()) throw error;
+        log.debug({ err: error, attempt }, "replies topic not visible yet");
+        await sleep(250);
+      }
+    }
+  } finally {
+    await admin.close();
   }
 }

@@ -1,23 +1,21 @@
 /**
  * The edge process: config, logger, adapters, edge, operations port, signal handlers.
- * SIGTERM/SIGINT drain and exit 0; a lost slot lease or a crash exits non-zero.
+ * SIGTERM/SIGINT drain and exit 0; a failed drain step, a lost slot lease or a crash exits
+ * non-zero.
  */
 import { createAuthenticator } from "../../shared/auth/index.ts";
-import { describeError } from "../../shared/errors/index.ts";
-import { createLogger, type Logger } from "../../shared/log/index.ts";
+import { ServiceProcess, Shutdown } from "../../shared/lifecycle/index.ts";
+import { createLogger } from "../../shared/log/index.ts";
 import { readEdgeConfig } from "./config.ts";
 import { createEdge } from "./edge.ts";
 import { EdgeHttp } from "./http.ts";
 
+const life = new ServiceProcess({ name: "tether edge", crashMessage: "edge crashed" });
+
 async function main(): Promise<void> {
-  let config: ReturnType<typeof readEdgeConfig>;
-  try {
-    config = readEdgeConfig(process.env);
-  } catch (error) {
-    process.stderr.write(`tether edge: ${describeError(error)}\n`);
-    process.exit(2);
-  }
+  const config = life.readConfig(() => readEdgeConfig(process.env));
   const logger = createLogger({ name: "tether-edge", level: config.common.logLevel });
+  life.useLogger(logger);
   const { createBroker, tetherTopics } = await import("../../shared/broker/index.ts");
   const { createRegistry } = await import("../../shared/registry/index.ts");
   const broker = await createBroker(config.common, logger);
@@ -46,37 +44,20 @@ async function main(): Promise<void> {
   }
 
   const authenticator = createAuthenticator(config.auth);
-  let exiting = false;
   const edge = createEdge({ config, logger, broker, registry, authenticator });
   const http = new EdgeHttp({ edge, port: config.httpPort, logger, proxyProtocol: config.proxyProtocol === "v2" });
 
-  const stop = async (code: number): Promise<void> => {
-    if (exiting) return;
-    exiting = true;
-    let failed = code !== 0;
-    try {
-      if (code === 0) await edge.drain();
-      else await edge.close();
-    } catch (error) {
-      failed = true;
-      logger.error({ err: error }, "drain failed");
-    }
-    await http.close().catch(() => {});
-    await registry.close().catch((error: unknown) => {
-      failed = true;
-      logger.error({ err: error }, "registry close failed");
-    });
-    logger.flush();
-    process.exit(failed ? 1 : 0);
-  };
-
-  process.once("SIGTERM", () => void stop(0));
-  process.once("SIGINT", () => void stop(0));
+  // A signal drains; after a failure the edge closes at once. Either way a step that fails
+  // (a drain step included: the drain then rejects) makes the exit non-zero.
+  life.onStop((reason) =>
+    new Shutdown({ logger })
+      .add("edge", () => (reason.kind === "signal" ? edge.drain() : edge.close()), "drain failed")
+      .add("ops http", () => http.close().catch(() => {}))
+      .add("registry", () => registry.close(), "registry close failed")
+      .run(),
+  );
   edge.failed().then(
-    (error) => {
-      logger.fatal({ err: error }, "edge failed");
-      void stop(1);
-    },
+    (error) => life.fail(error, "edge failed"),
     () => {},
   );
 
@@ -84,13 +65,4 @@ async function main(): Promise<void> {
   await edge.start();
 }
 
-function crash(logger: Logger | undefined, error: unknown): never {
-  if (logger !== undefined) logger.fatal({ err: error }, "edge crashed");
-  else process.stderr.write(`tether edge crashed: ${describeError(error)}\n`);
-  process.exit(1);
-}
-
-process.on("uncaughtException", (error) => crash(undefined, error));
-process.on("unhandledRejection", (error) => crash(undefined, error));
-
-main().catch((error: unknown) => crash(undefined, error));
+life.run(main);

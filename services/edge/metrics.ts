@@ -97,11 +97,15 @@ export class EdgeMetrics {
   }
 
   frameIn(type: string): void {
-    (this.#framesIn.get(type) ?? this.#framesIn.get("other")!).inc();
+    bound(
+      this.#framesIn,
+      this.framesIn,
+      CLIENT_TYPES.includes(type as (typeof CLIENT_TYPES)[number]) ? type : "other",
+    ).inc();
   }
 
   frameOut(type: (typeof SERVER_TYPES)[number]): void {
-    this.#framesOut.get(type)!.inc();
+    bound(this.#framesOut, this.framesOut, type).inc();
   }
 
   reply(outcome: "delivered" | "forwarded" | "parked" | "dropped"): void {
@@ -111,7 +115,7 @@ export class EdgeMetrics {
   /** Counts an error frame; codes come from a closed list (ours) so labels stay bounded. */
   error(code: string): void {
     bound(this.#errors, this.errors, code).inc();
-    this.#framesOut.get("error")!.inc();
+    bound(this.#framesOut, this.framesOut, "error").inc();
   }
 
   close(reason: string): void {

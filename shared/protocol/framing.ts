@@ -191,3 +191,15 @@ function isBlank(line: Buffer): boolean {
   }
   return true;
 }
+
+/**
+ * False when the first byte of `chunk` that is not JSON white space cannot start a JSON object:
+ * a stream that must begin with an object (a device's hello) can be refused at its first byte.
+ */
+export function mayStartObject(chunk: Buffer): boolean {
+  for (const byte of chunk) {
+    if (byte === SPACE || byte === TAB || byte === LF || byte === CR) continue;
+    return byte === 0x7b;
+  }
+  return true;
+}

@@ -20,7 +20,7 @@ export {
   type WelcomeFields,
 } from "./encode.ts";
 export * from "./frames.ts";
-export { LineSplitter, type LineSplitterOptions } from "./framing.ts";
+export { LineSplitter, type LineSplitterOptions, mayStartObject } from "./framing.ts";
 export { type JsonMember, type JsonScan, MAX_JSON_DEPTH, scanJson } from "./json.ts";
 export {
   isValidDeviceId,
