@@ -8,9 +8,10 @@
  * await worker.start();
  * ```
  */
+
+export type { DeadLetterRecord } from "../../shared/records/index.ts";
 export type { WorkerConfig, WorkerRuntimeConfig, WorkerSettings } from "./config.ts";
 export { readWorkerConfig } from "./config.ts";
-export type { DeadLetterRecord } from "./dead-letter.ts";
 export { DedupeWindow } from "./dedupe.ts";
 export { HandlerError, type HandlerErrorOptions, isHandlerError } from "./handler-error.ts";
 export { type HealthServer, startHealthServer } from "./http.ts";

@@ -1,7 +1,7 @@
 import type { Broker, GroupConsumer, IncomingMessage, Producer } from "../../shared/broker/types.ts";
 import type { ResourceNames } from "../../shared/config/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
-import { type DownlinkRecord, pushRecord } from "../../shared/records/index.ts";
+import { decodeDownlink, pushFrame, pushRecord } from "../../shared/records/index.ts";
 import { ownerLive } from "../../shared/registry/index.ts";
 import type { ConnectionRecord, Registry } from "../../shared/registry/types.ts";
 import type { WorkerMetrics } from "./metrics.ts";
@@ -64,17 +64,19 @@ export class PushRouter {
    */
   async route(message: IncomingMessage): Promise<PushOutcome> {
     const { registry, logger, names, producer } = this.#options;
-    const push = parseDownlink(message);
-    if (push === null) {
-      logger.warn({ partition: message.partition, offset: message.offset }, "malformed downlink record dropped");
+    const decoded = decodeDownlink(message);
+    if (!decoded.ok) {
+      const { partition, offset } = message;
+      logger.warn({ partition, offset, reason: decoded.reason }, "malformed downlink record dropped");
       return "malformed";
     }
+    const push = decoded.value;
     const now = this.#now();
     if (push.expiresAt <= now) {
       logger.debug({ deviceId: push.deviceId, messageId: push.messageId }, "expired push dropped");
       return "expired";
     }
-    const frame = JSON.stringify({ t: "push", id: push.messageId, type: push.type, body: push.body });
+    const frame = pushFrame(push);
     await registry.outbox.put({
       deviceId: push.deviceId,
       messageId: push.messageId,
@@ -95,29 +97,4 @@ export class PushRouter {
     if (connection === null) return null;
     return (await ownerLive(registry.leases, connection, () => now)) ? connection : null;
   }
-}
-
-/** Reads a `downlink` record, or null when it is not a valid DownlinkRecord. */
-export function parseDownlink(message: IncomingMessage): DownlinkRecord | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(message.value.toString("utf8"));
-  } catch {
-    return null;
-  }
-  if (typeof value !== "object" || value === null) return null;
-  const record = value as Record<string, unknown>;
-  const { deviceId, messageId, type, expiresAt, createdAt } = record;
-  if (typeof deviceId !== "string" || deviceId === "") return null;
-  if (typeof messageId !== "string" || messageId === "") return null;
-  if (typeof type !== "string" || type === "") return null;
-  if (typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) return null;
-  return {
-    deviceId,
-    messageId,
-    type,
-    body: record.body === undefined ? null : record.body,
-    expiresAt,
-    createdAt: typeof createdAt === "number" && Number.isFinite(createdAt) ? createdAt : message.timestamp,
-  };
 }

@@ -11,14 +11,12 @@ import type {
 import { ErrorCode, TetherError } from "../../shared/errors/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import { TYPE_PATTERN, WireErrorCode } from "../../shared/protocol/frames.ts";
-import { answerRecord, type RequestRecord } from "../../shared/records/index.ts";
+import { answerRecord, deadLetterRecord, decodeRequest, type RequestRecord } from "../../shared/records/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
 import type { WorkerRuntimeConfig, WorkerSettings } from "./config.ts";
-import { deadLetterMessage } from "./dead-letter.ts";
 import { DedupeWindow } from "./dedupe.ts";
 import { isHandlerError } from "./handler-error.ts";
 import { UNKNOWN_TYPE_LABEL, WorkerMetrics } from "./metrics.ts";
-import { parseRequest } from "./request.ts";
 import { PushRouter } from "./router.ts";
 
 /** What a handler gets for one request. */
@@ -261,13 +259,13 @@ export class Worker {
 
   async #onRequest(message: IncomingMessage): Promise<Pending | undefined> {
     const source = `${message.topic}:${message.partition}:${message.offset}`;
-    const parsed = parseRequest(message);
-    if (!parsed.ok || !(await this.#slotExists(parsed.route.slot))) {
-      const reason = parsed.ok ? `reply slot ${parsed.route.slot} does not exist` : parsed.reason;
-      await this.#deadLetterMalformed(message, parsed.request, reason);
+    const parsed = decodeRequest(message);
+    if (!parsed.ok || !(await this.#slotExists(parsed.value.route.slot))) {
+      const reason = parsed.ok ? `reply slot ${parsed.value.route.slot} does not exist` : parsed.reason;
+      await this.#deadLetterMalformed(message, parsed.ok ? parsed.value.request : parsed.request, reason);
       return undefined;
     }
-    const { request, route } = parsed;
+    const { request, route } = parsed.value;
     const key = `${request.deviceId}:${request.id}`;
     let answer = this.#dedupe.get(key);
     if (answer !== undefined && (answer.final || answer.source === source)) {
@@ -297,8 +295,7 @@ export class Worker {
       { topic: message.topic, partition: message.partition, offset: message.offset, reason },
       "unanswerable request dead-lettered",
     );
-    const letter = deadLetterMessage({
-      topic: this.#config.names.dlqTopic,
+    const letter = deadLetterRecord(this.#config.names.dlqTopic, {
       message,
       request,
       error: new TetherError(ErrorCode.InvalidArgument, reason),
@@ -385,8 +382,7 @@ export class Worker {
         frame: errorFrame(request.id, WireErrorCode.Internal, "the request failed and was set aside", false),
         final: true,
         source,
-        deadLetter: deadLetterMessage({
-          topic: this.#config.names.dlqTopic,
+        deadLetter: deadLetterRecord(this.#config.names.dlqTopic, {
           message,
           request,
           error: result.error,

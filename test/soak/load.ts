@@ -8,8 +8,7 @@ import { createKafkaBroker } from "../../shared/broker/kafka/index.ts";
 import type { Producer } from "../../shared/broker/types.ts";
 import { resourceNames } from "../../shared/config/index.ts";
 import { silentLogger } from "../../shared/log/index.ts";
-import type { DownlinkRecord } from "../../shared/records/index.ts";
-import { Header } from "../../shared/records/index.ts";
+import { downlinkRecord } from "../../shared/records/index.ts";
 import { ClientErrorCode, isTetherRequestError, TetherClient } from "../../shared/sdk/index.ts";
 import { delay } from "../harness/process.ts";
 import { localKafkaSettings } from "../harness/settings.ts";
@@ -269,7 +268,7 @@ export class LoadGenerator {
         const messageId = `p${counter.toString(36)}`;
         this.#pushDevice.set(messageId, device);
         const now = Date.now();
-        const value: DownlinkRecord = {
+        const push = {
           deviceId,
           messageId,
           type: "soak",
@@ -277,20 +276,10 @@ export class LoadGenerator {
           expiresAt: now + 30 * 60_000,
           createdAt: now,
         };
-        producer
-          .send(
-            {
-              topic,
-              key: deviceId,
-              value: JSON.stringify(value),
-              headers: { [Header.Device]: deviceId, [Header.MessageId]: messageId },
-            },
-            { timeoutMs: 10_000 },
-          )
-          .then(
-            () => this.#pushesSent.add(messageId),
-            () => {},
-          );
+        producer.send(downlinkRecord(topic, push), { timeoutMs: 10_000 }).then(
+          () => this.#pushesSent.add(messageId),
+          () => {},
+        );
       }
       sent += burst;
       await delay(10);

@@ -1,6 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import { type ControlRecord, controlRecord, type DownlinkRecord, Header } from "../../../shared/records/index.ts";
+import {
+  type ControlRecord,
+  controlRecord,
+  type DownlinkRecord,
+  downlinkRecord,
+  pushFrame,
+} from "../../../shared/records/index.ts";
 import type { RouteDeps } from "../deps.ts";
 import { ApiError } from "../errors.ts";
 import { lookupDevice } from "../presence.ts";
@@ -73,7 +79,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
       const { type, body, ttlSeconds = DEFAULT_TTL_SECONDS } = request.body;
       const messageId = randomUUID();
       // The device gets this exact frame; one the edge's clients would refuse is refused here.
-      const frameBytes = Buffer.byteLength(JSON.stringify({ t: "push", id: messageId, type, body }), "utf8");
+      const frameBytes = Buffer.byteLength(pushFrame({ messageId, type, body }), "utf8");
       if (frameBytes > deps.maxFrameBytes) {
         throw new ApiError(
           "payload_too_large",
@@ -91,15 +97,9 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
         expiresAt: createdAt + ttlSeconds * 1000,
         createdAt,
       };
-      await deps.producer.send(
-        {
-          topic: deps.names.downlinkTopic,
-          key: deviceId,
-          value: JSON.stringify(record),
-          headers: { [Header.Device]: deviceId, [Header.MessageId]: messageId },
-        },
-        { timeoutMs: deps.dependencyTimeoutMs },
-      );
+      await deps.producer.send(downlinkRecord(deps.names.downlinkTopic, record), {
+        timeoutMs: deps.dependencyTimeoutMs,
+      });
       request.log.info({ deviceId, messageId, type }, "push accepted");
       reply.code(202);
       return { messageId, online: presence?.online ?? false, expiresAt: record.expiresAt };

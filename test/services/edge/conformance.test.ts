@@ -16,7 +16,7 @@ import type {
   PartitionConsumerOptions,
   Producer,
 } from "../../../shared/broker/types.ts";
-import { Header, ReplyKind } from "../../../shared/records/index.ts";
+import { Header, pushFrame, pushRecord, ReplyKind } from "../../../shared/records/index.ts";
 import {
   Device,
   EchoWorker,
@@ -615,16 +615,13 @@ describe("edge protocol conformance (memory adapters)", () => {
 });
 
 async function pushTo(s: Setup, deviceId: string, messageId: string, body: unknown): Promise<void> {
-  const frame = JSON.stringify({ t: "push", id: messageId, type: "note", body });
+  const frame = pushFrame({ messageId, type: "note", body });
   const now = Date.now();
-  await s.fleet.registry.outbox.put({ deviceId, messageId, frame, createdAt: now, expiresAt: now + 60_000 });
+  const expiresAt = now + 60_000;
+  await s.fleet.registry.outbox.put({ deviceId, messageId, frame, createdAt: now, expiresAt });
   const producer = s.fleet.broker.producer();
-  await producer.send({
-    topic: s.fleet.common.names.repliesTopic,
-    partition: s.edge.slot,
-    key: deviceId,
-    value: frame,
-    headers: { [Header.Kind]: ReplyKind.Push, [Header.Device]: deviceId, [Header.MessageId]: messageId },
-  });
+  await producer.send(
+    pushRecord(s.fleet.common.names.repliesTopic, s.edge.slot, { deviceId, messageId, expiresAt }, frame),
+  );
   await producer.close();
 }

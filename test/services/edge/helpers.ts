@@ -7,7 +7,7 @@ import { MemoryBroker, tetherTopics } from "../../../shared/broker/index.ts";
 import type { Broker, GroupConsumer, Producer } from "../../../shared/broker/types.ts";
 import { type CommonConfig, type ResourceNames, resourceNames } from "../../../shared/config/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
-import { answerRecord, type RequestRecord, readReplyRoute } from "../../../shared/records/index.ts";
+import { answerRecord, decodeRequest } from "../../../shared/records/index.ts";
 import { MemoryRegistry } from "../../../shared/registry/index.ts";
 import type { Registry } from "../../../shared/registry/types.ts";
 import { testCommonConfig } from "../../harness/settings.ts";
@@ -142,9 +142,9 @@ export class EchoWorker {
   async start(): Promise<void> {
     await this.#producer.connect();
     await this.#consumer.start(async (message) => {
-      const route = readReplyRoute(message.headers);
-      if (route === null) return;
-      const request = JSON.parse(message.value.toString("utf8")) as RequestRecord;
+      const decoded = decodeRequest(message);
+      if (!decoded.ok) return;
+      const { request, route } = decoded.value;
       if (this.gate !== undefined) await this.gate;
       const frame =
         request.type === "echo"

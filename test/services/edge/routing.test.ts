@@ -9,7 +9,7 @@ import { MemoryBroker, tetherTopics } from "../../../shared/broker/index.ts";
 import { resourceNames } from "../../../shared/config/index.ts";
 import { hasErrorCode } from "../../../shared/errors/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
-import { Header, ReplyKind } from "../../../shared/records/index.ts";
+import { pushFrame, pushRecord } from "../../../shared/records/index.ts";
 import { MemoryRegistry } from "../../../shared/registry/index.ts";
 import { Device, EchoWorker, eventually, memoryCommon, memoryFleet, sleep, startEdge } from "./helpers.ts";
 
@@ -97,16 +97,11 @@ describe("edge fleet routing (memory adapters)", () => {
     const b = await startEdge(fleet, {}, { firstSlot: 1 });
     cleanup.push(() => b.edge.close());
     const onB = await connectDevice(b.port, "pushed");
-    const frame = JSON.stringify({ t: "push", id: "p1", type: "t", body: 1 });
+    const frame = pushFrame({ messageId: "p1", type: "t", body: 1 });
     const producer = fleet.broker.producer();
     cleanup.push(() => producer.close());
-    await producer.send({
-      topic: fleet.common.names.repliesTopic,
-      partition: a.edge.slot,
-      key: "pushed",
-      value: frame,
-      headers: { [Header.Kind]: ReplyKind.Push, [Header.Device]: "pushed", [Header.MessageId]: "p1" },
-    });
+    const push = { deviceId: "pushed", messageId: "p1", expiresAt: Date.now() + 60_000 };
+    await producer.send(pushRecord(fleet.common.names.repliesTopic, a.edge.slot, push, frame));
     assert.deepEqual(await onB.device.nextOfType("push"), { t: "push", id: "p1", type: "t", body: 1 });
   });
 

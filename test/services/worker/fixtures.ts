@@ -1,7 +1,7 @@
 import { readWorkerConfig, type WorkerConfig } from "../../../services/worker/config.ts";
 import type { Broker, IncomingMessage, OutgoingMessage, PartitionConsumer } from "../../../shared/broker/types.ts";
 import type { ResourceNames } from "../../../shared/config/index.ts";
-import { Header, type ReplyRoute, replyRouteHeaders } from "../../../shared/records/index.ts";
+import { type ReplyRoute, requestRecord } from "../../../shared/records/index.ts";
 
 /** A worker configuration for tests: short retry delays, names under `prefix`. */
 export function testConfig(prefix: string, overrides: Record<string, string> = {}): WorkerConfig {
@@ -25,24 +25,9 @@ export interface TestRequest {
 
 /** A `requests` record as an edge writes it. */
 export function requestMessage(names: ResourceNames, request: TestRequest, route: ReplyRoute): OutgoingMessage {
-  const receivedAt = Date.now();
-  return {
-    topic: names.requestsTopic,
-    key: request.deviceId,
-    value: JSON.stringify({
-      deviceId: request.deviceId,
-      id: request.id,
-      type: request.type,
-      body: request.body ?? null,
-      receivedAt,
-    }),
-    headers: {
-      ...replyRouteHeaders(route),
-      [Header.Device]: request.deviceId,
-      [Header.RequestId]: request.id,
-      [Header.ReceivedAt]: String(receivedAt),
-    },
-  };
+  const { deviceId, id, type } = request;
+  const bodyJson = JSON.stringify(request.body ?? null);
+  return requestRecord(names.requestsTopic, route, { deviceId, id, type, receivedAt: Date.now() }, bodyJson);
 }
 
 export interface Collected {

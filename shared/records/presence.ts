@@ -1,0 +1,53 @@
+/** `events` records: a device connected to or disconnected from an edge. */
+import type { IncomingMessage, OutgoingMessage } from "../broker/types.ts";
+import { type Decoded, isFiniteNumber, isNonEmptyString, parseObject, refuse } from "./headers.ts";
+
+export const PresenceEventKind = {
+  Connected: "connected",
+  Disconnected: "disconnected",
+} as const;
+export type PresenceEventKind = (typeof PresenceEventKind)[keyof typeof PresenceEventKind];
+
+/** Value of an `events` record. */
+export interface PresenceEvent {
+  readonly event: PresenceEventKind;
+  readonly deviceId: string;
+  readonly edgeId: string;
+  readonly connId: string;
+  readonly at: number;
+  /** For `disconnected`: why the connection ended (`bye`, `replaced`, `idle_timeout`, ...). */
+  readonly reason?: string;
+}
+
+/**
+ * The `events` record of a presence change, keyed by the device so that its events stay in
+ * order. It carries no headers.
+ */
+export function presenceRecord(eventsTopic: string, event: PresenceEvent): OutgoingMessage {
+  const value: PresenceEvent = {
+    event: event.event,
+    deviceId: event.deviceId,
+    edgeId: event.edgeId,
+    connId: event.connId,
+    at: event.at,
+    ...(event.reason === undefined ? {} : { reason: event.reason }),
+  };
+  return { topic: eventsTopic, key: event.deviceId, value: JSON.stringify(value) };
+}
+
+/** Reads an `events` record. */
+export function decodePresence(message: IncomingMessage): Decoded<PresenceEvent> {
+  const parsed = parseObject(message.value, "presence event");
+  if (!parsed.ok) return parsed;
+  const { event, deviceId, edgeId, connId, at, reason } = parsed.value;
+  if (event !== PresenceEventKind.Connected && event !== PresenceEventKind.Disconnected) {
+    return refuse("presence event is neither connected nor disconnected");
+  }
+  if (!isNonEmptyString(deviceId)) return refuse("presence event has no deviceId");
+  if (!isNonEmptyString(edgeId)) return refuse("presence event has no edgeId");
+  if (!isNonEmptyString(connId)) return refuse("presence event has no connId");
+  if (!isFiniteNumber(at)) return refuse("presence event has no valid at");
+  if (reason !== undefined && typeof reason !== "string") return refuse("presence event reason is not a string");
+  const value: PresenceEvent = { event, deviceId, edgeId, connId, at, ...(reason === undefined ? {} : { reason }) };
+  return { ok: true, value };
+}
