@@ -8,6 +8,7 @@ import { createRegistry } from "../../shared/registry/index.ts";
 import { readWorkerConfig, type WorkerConfig } from "./config.ts";
 import { registerEcho } from "./examples/echo.ts";
 import { type KvStore, MemoryKvStore, registerKv } from "./examples/kv.ts";
+import { registerSleep } from "./examples/sleep.ts";
 import { startHealthServer } from "./http.ts";
 import { createWorker } from "./worker.ts";
 
@@ -63,7 +64,7 @@ async function main(): Promise<void> {
   const registry = await createRegistry(config, logger);
   const kv = await openKvStore(config, logger);
   const worker = createWorker({ config, logger, broker, registry });
-  registerKv(registerEcho(worker), kv);
+  registerSleep(registerKv(registerEcho(worker), kv));
   const health = await startHealthServer({ worker, port: config.worker.httpPort, logger });
   await worker.start();
   logger.info({ httpPort: health.port }, "worker ready");
