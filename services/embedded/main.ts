@@ -7,7 +7,7 @@
 import { createAuthenticator } from "../../shared/auth/index.ts";
 import { MemoryBroker, tetherTopics } from "../../shared/broker/index.ts";
 import type { Env } from "../../shared/config/index.ts";
-import { describeError } from "../../shared/errors/index.ts";
+import { ServiceProcess, Shutdown } from "../../shared/lifecycle/index.ts";
 import { createLogger } from "../../shared/log/index.ts";
 import { MemoryRegistry } from "../../shared/registry/index.ts";
 import { buildApp } from "../admin/app.ts";
@@ -36,19 +36,17 @@ export function embeddedEnv(env: Env): Env {
   };
 }
 
+// The logger is not handed over: failures here are told on stderr, in words, to a person
+// at a terminal.
+const life = new ServiceProcess({ name: "tether", crashMessage: "crashed", startFailedMessage: "failed to start" });
+
 async function main(): Promise<void> {
   const env = embeddedEnv(process.env);
-  let configs: {
-    edge: ReturnType<typeof readEdgeConfig>;
-    worker: ReturnType<typeof readWorkerConfig>;
-    admin: ReturnType<typeof readAdminConfig>;
-  };
-  try {
-    configs = { edge: readEdgeConfig(env), worker: readWorkerConfig(env), admin: readAdminConfig(env) };
-  } catch (error) {
-    process.stderr.write(`tether: ${describeError(error)}\n`);
-    process.exit(2);
-  }
+  const configs = life.readConfig(() => ({
+    edge: readEdgeConfig(env),
+    worker: readWorkerConfig(env),
+    admin: readAdminConfig(env),
+  }));
   const { edge: edgeConfig, worker: workerConfig, admin: adminConfig } = configs;
   const logger = createLogger({ name: "tether", level: edgeConfig.common.logLevel });
   const broker = new MemoryBroker({ logger: logger.child({ component: "broker" }) });
@@ -86,37 +84,28 @@ async function main(): Promise<void> {
     logger: logger.child({ component: "admin" }),
   });
 
-  let stopping = false;
-  const stop = async (code: number): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    let failed = code !== 0;
-    const step = async (name: string, run: () => Promise<void>): Promise<void> => {
-      try {
-        await run();
-      } catch (error) {
-        failed = true;
-        logger.error({ err: error, step: name }, "shutdown step failed");
-      }
-    };
+  life.onStop(async (reason) => {
+    const shutdown = new Shutdown({ logger, what: "embedded shutdown" })
+      .add("admin", () => app.close())
+      .add("edge", () => (reason.kind === "signal" ? edge.drain() : edge.close()))
+      .add("edge http", () => edgeHttp.close())
+      .add("worker", () => worker.close(workerConfig.worker.shutdownMs))
+      .add("producer", () => producer.close())
+      .add("broker admin", () => admin.close())
+      .add("registry", () => registry.close());
     process.stdout.write("\ntether: draining...\n");
-    await step("admin", () => app.close());
-    await step("edge", () => (code === 0 ? edge.drain() : edge.close()));
-    await step("edge http", () => edgeHttp.close());
-    await step("worker", () => worker.close(workerConfig.worker.shutdownMs));
-    await step("producer", () => producer.close());
-    await step("broker admin", () => admin.close());
-    await step("registry", () => registry.close());
-    process.stdout.write(`tether: stopped${failed ? " with errors" : ""}\n`);
-    logger.flush();
-    process.exit(failed ? 1 : 0);
-  };
-  process.once("SIGINT", () => void stop(0));
-  process.once("SIGTERM", () => void stop(0));
+    try {
+      await shutdown.run();
+    } finally {
+      const failed = reason.kind === "failure" || shutdown.status === "failed";
+      process.stdout.write(`tether: stopped${failed ? " with errors" : ""}\n`);
+      logger.flush();
+    }
+  });
   edge.failed().then(
     (error) => {
       logger.fatal({ err: error }, "edge failed");
-      void stop(1);
+      life.stop({ kind: "failure", error });
     },
     () => {},
   );
@@ -149,7 +138,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`tether: failed to start: ${describeError(error)}\n`);
-  process.exit(1);
-});
+life.run(main);

@@ -1,4 +1,5 @@
 import { setMaxListeners } from "node:events";
+import { backoff, sleep, withTimeout } from "../../shared/async/index.ts";
 import type {
   Broker,
   BrokerAdmin,
@@ -9,6 +10,7 @@ import type {
   Producer,
 } from "../../shared/broker/types.ts";
 import { ErrorCode, TetherError } from "../../shared/errors/index.ts";
+import { Shutdown } from "../../shared/lifecycle/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import { TYPE_PATTERN, WireErrorCode } from "../../shared/protocol/frames.ts";
 import { answerRecord, deadLetterRecord, decodeRequest, type RequestRecord } from "../../shared/records/index.ts";
@@ -200,7 +202,7 @@ export class Worker {
   async ready(): Promise<boolean> {
     if (this.#status !== "running") return false;
     try {
-      await withTimeout(this.#admin.ping(), 2000);
+      await withTimeout(this.#admin.ping(), 2000, "broker ping");
       return true;
     } catch {
       return false;
@@ -221,26 +223,27 @@ export class Worker {
     const failed = this.#status === "failed";
     this.#status = "closing";
     clearInterval(this.#lagTimer);
-    const errors: unknown[] = [];
-    const step = async (name: string, run: () => Promise<void>): Promise<void> => {
-      try {
-        await run();
-      } catch (error) {
-        errors.push(error);
-        this.#log.error({ err: error, step: name }, "worker shutdown step failed");
-      }
-    };
-    // Both groups drain at once, sharing the grace period.
-    await Promise.all([
-      step("requests consumer", async () => this.#consumer?.close(timeoutMs)),
-      step("router", async () => this.#router?.close(timeoutMs)),
-    ]);
-    this.#shutdown.abort(new TetherError(ErrorCode.Closed, "the worker is shutting down"));
-    await step("producer", () => this.#producer.close());
-    await step("admin", () => this.#admin.close());
-    this.#dedupe.clear();
-    this.#status = failed ? "failed" : "closed";
-    if (errors.length > 0) throw new AggregateError(errors, "worker shutdown failed");
+    const shutdown = new Shutdown({
+      logger: this.#log,
+      what: "worker shutdown",
+      message: "worker shutdown step failed",
+    })
+      // Both groups drain at once, sharing the grace period.
+      .addConcurrent([
+        { name: "requests consumer", run: () => this.#consumer?.close(timeoutMs) },
+        { name: "router", run: () => this.#router?.close(timeoutMs) },
+      ])
+      .add("handler abort", () =>
+        this.#shutdown.abort(new TetherError(ErrorCode.Closed, "the worker is shutting down")),
+      )
+      .add("producer", () => this.#producer.close())
+      .add("admin", () => this.#admin.close());
+    try {
+      await shutdown.run();
+    } finally {
+      this.#dedupe.clear();
+      this.#status = failed ? "failed" : "closed";
+    }
     this.#log.info("worker closed");
   }
 
@@ -362,9 +365,13 @@ export class Worker {
       }
       if (attempt <= this.#settings.retries) {
         this.metrics.retried.inc({ type });
-        const delayMs = backoff(attempt, this.#settings.retryBaseMs, this.#settings.retryMaxMs);
+        const delayMs = backoff(attempt, {
+          baseMs: this.#settings.retryBaseMs,
+          maxMs: this.#settings.retryMaxMs,
+          jitter: 0.5,
+        });
         log().warn({ err: result.error, attempt, delayMs }, "handler failed; retrying");
-        const waited = await sleep(delayMs, this.#shutdown.signal);
+        const waited = await sleep(delayMs, { signal: this.#shutdown.signal });
         if (!waited) {
           throw new TetherError(ErrorCode.Closed, "worker shut down while the request was failing", {
             cause: result.error,
@@ -478,34 +485,4 @@ async function invoke(handler: Handler, request: HandlerRequest): Promise<Attemp
 
 function errorFrame(id: string, code: string, message: string, retryable: boolean): string {
   return JSON.stringify({ t: "error", id, code, message, retryable });
-}
-
-/** Exponential backoff with jitter: base * 2^(attempt-1), capped, then 50 to 100% of that. */
-function backoff(attempt: number, baseMs: number, maxMs: number): number {
-  const capped = Math.min(maxMs, baseMs * 2 ** (attempt - 1));
-  return Math.round(capped * (0.5 + Math.random() / 2));
-}
-
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TetherError(ErrorCode.Timeout, `no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

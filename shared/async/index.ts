@@ -3,6 +3,78 @@
  */
 import { ErrorCode, TetherError } from "../errors/index.ts";
 
+export interface SleepOptions {
+  /** Ends the wait early; the promise then resolves with false. */
+  readonly signal?: AbortSignal | undefined;
+  /** False lets the process exit while the timer is pending, as `timer.unref()`. Default true. */
+  readonly ref?: boolean;
+}
+
+/**
+ * Waits `ms` milliseconds. Resolves with true when the time passed and with false when
+ * `options.signal` aborted first (at once when it already has); it never rejects, so a retry
+ * loop reads "stop waiting" from the value instead of catching the abort reason.
+ */
+export function sleep(ms: number, options: SleepOptions = {}): Promise<boolean> {
+  const { signal, ref = true } = options;
+  if (signal?.aborted === true) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    if (!ref) timer.unref();
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * Settles as `promise` does, or rejects with a retryable `timeout` TetherError naming `what`
+ * once `ms` passed first. The timer is cleared either way. `promise` itself goes on running (a
+ * promise cannot be cancelled); its late outcome is dropped, a late rejection included.
+ */
+export function withTimeout<T>(promise: PromiseLike<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TetherError(ErrorCode.Timeout, `${what} took longer than ${ms} ms`, { details: { ms } })),
+      ms,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface BackoffOptions {
+  /** The delay before the first retry, before jitter. */
+  readonly baseMs: number;
+  /** The largest delay, before jitter. */
+  readonly maxMs: number;
+  /**
+   * Share of the delay that is random, 0 to 1: the delay is uniform in
+   * [ceiling * (1 - jitter), ceiling]. 1 is "full jitter" (0 to the ceiling), 0.5 gives 50 to
+   * 100% of it, 0 none. Default 0.
+   */
+  readonly jitter?: number;
+  /** Source of randomness in [0, 1); Math.random when omitted. */
+  readonly random?: () => number;
+}
+
+/**
+ * The delay before retry number `attempt` (1 for the first): `baseMs * 2^(attempt - 1)`, capped
+ * at `maxMs`, then lowered by a random share of at most `jitter`. Rounded to whole
+ * milliseconds. The exponent stops growing at 30, so a long outage never overflows to Infinity.
+ */
+export function backoff(attempt: number, options: BackoffOptions): number {
+  const { baseMs, maxMs, jitter = 0, random = Math.random } = options;
+  const exponent = Math.min(Math.max(attempt - 1, 0), 30);
+  const ceiling = Math.min(maxMs, baseMs * 2 ** exponent);
+  return Math.round(ceiling * (1 - jitter * random()));
+}
+
 export interface LimiterOptions {
   /** Most calls running at once; a positive whole number. */
   readonly concurrency: number;

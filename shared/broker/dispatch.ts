@@ -1,3 +1,4 @@
+import { backoff, sleep } from "../async/index.ts";
 import type { IncomingMessage, MessageHandler } from "./types.ts";
 
 /** Logs a handler failure; the dispatcher retries the message after a backoff. */
@@ -244,7 +245,6 @@ export class Dispatcher {
     entry.partition.busy += 1;
     this.#runningEntries.add(entry);
     let attempt = 0;
-    let delay = this.#retryDelayMs;
     let handled = false;
     let durable: Promise<void> | undefined;
     for (;;) {
@@ -257,8 +257,7 @@ export class Dispatcher {
       } catch (error) {
         this.#report(error, entry, attempt);
         if (this.#closed || entry.partition.revoked) break;
-        await sleep(delay);
-        delay = Math.min(delay * 2, this.#maxRetryDelayMs);
+        await this.#retryWait(attempt);
         if (this.#closed || entry.partition.revoked) break;
       }
     }
@@ -290,7 +289,7 @@ export class Dispatcher {
   async #settle(entry: Entry, first: Promise<void>, attempts: number): Promise<void> {
     let durable = first;
     let attempt = attempts;
-    let delay = this.#retryDelayMs;
+    let retries = 0;
     for (;;) {
       try {
         await durable;
@@ -299,8 +298,8 @@ export class Dispatcher {
       } catch (error) {
         this.#report(error, entry, attempt);
         if (this.#closed || entry.partition.revoked) break;
-        await sleep(delay);
-        delay = Math.min(delay * 2, this.#maxRetryDelayMs);
+        retries += 1;
+        await this.#retryWait(retries);
         if (this.#closed || entry.partition.revoked) break;
         attempt += 1;
         try {
@@ -324,6 +323,11 @@ export class Dispatcher {
     if (this.#idle()) for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 
+  /** The pause before retry number `retry`; its timer never keeps the process alive. */
+  async #retryWait(retry: number): Promise<void> {
+    await sleep(backoff(retry, { baseMs: this.#retryDelayMs, maxMs: this.#maxRetryDelayMs }), { ref: false });
+  }
+
   #report(error: unknown, entry: Entry, attempt: number): void {
     try {
       this.#onError?.(error, entry.message, attempt);
@@ -331,8 +335,4 @@ export class Dispatcher {
       // A failing listener must not stop the retries.
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref?.());
 }

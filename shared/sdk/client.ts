@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { isIP, connect as netConnect, type Socket } from "node:net";
 import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
+import { backoff } from "../async/index.ts";
 import { ErrorCode, TetherError } from "../errors/index.ts";
 import {
   CLIENT_BYE_LINE,
@@ -804,9 +805,13 @@ export class TetherClient {
       const spread = 0.1 * reconnect.jitter;
       delay = Math.max(0, Math.round(conn.reconnectMs * (1 - spread + 2 * spread * this.#random())));
     } else {
-      const ceiling = Math.min(reconnect.maxMs, reconnect.initialMs * 2 ** Math.min(this.#attempt, 30));
-      delay = Math.round(ceiling * (1 - reconnect.jitter * this.#random()));
       this.#attempt += 1;
+      delay = backoff(this.#attempt, {
+        baseMs: reconnect.initialMs,
+        maxMs: reconnect.maxMs,
+        jitter: reconnect.jitter,
+        random: this.#random,
+      });
     }
     this.#status = ClientStatus.Backoff;
     this.#reconnectTimer = setTimeout(() => this.#startAttempt(), delay);

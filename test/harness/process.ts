@@ -110,9 +110,7 @@ export class ManagedProcess {
   }
 }
 
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { sleep as delay } from "../../shared/async/index.ts";
 
 /** The promise's value, or undefined once `ms` passed; leaves no timer behind. */
 export async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {

@@ -1,6 +1,7 @@
 /** `tether bench`: many devices, a target rate or as fast as possible, latency percentiles. */
 
 import { build, type Histogram } from "hdr-histogram-js";
+import { sleep, withTimeout } from "../../../shared/async/index.ts";
 import { isTetherRequestError, TetherClient } from "../../../shared/sdk/index.ts";
 import {
   type ConnectionSettings,
@@ -170,7 +171,7 @@ export async function runBench(
       );
       clients.push(client);
       attempts.push(
-        withTimeout(client.connect(), settings.timeoutMs).then(
+        withTimeout(client.connect(), settings.timeoutMs, "connect").then(
           () => {},
           () => {
             failedConnects++;
@@ -416,27 +417,7 @@ function round(n: number, digits: number): number {
   return Math.round(n * f) / f;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 async function sleepUntil(at: number): Promise<void> {
   const wait = at - performance.now();
   if (wait > 0) await sleep(wait);
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }

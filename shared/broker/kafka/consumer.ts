@@ -1,3 +1,4 @@
+import { sleep, withTimeout } from "../../async/index.ts";
 import type { KafkaSettings } from "../../config/index.ts";
 import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
@@ -88,14 +89,6 @@ export async function readCommittedOffsets(
   } finally {
     await withTimeout(disconnect(consumer), timeoutMs, "lag reader disconnect").catch(() => {});
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TetherError("timeout", `${what} took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function connect(consumer: NativeConsumer, timeoutMs: number): Promise<void> {
@@ -455,7 +448,7 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
         if (Date.now() > deadline || this.#status !== "running") throw kafkaError("read committed offset", error);
         if (attempt === 1)
           this.#logger.warn({ err: kafkaError("committed", error) }, "reading the committed offset failed; retrying");
-        await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 100 * attempt)));
+        await sleep(Math.min(2000, 100 * attempt));
       }
     }
   }

@@ -2,6 +2,7 @@
 import { connect, type Socket } from "node:net";
 import { type EdgeConfig, edgeConfigForTests } from "../../../services/edge/config.ts";
 import { createEdge, type Edge, type EdgeDeps } from "../../../services/edge/edge.ts";
+import { sleep } from "../../../shared/async/index.ts";
 import { type Authenticator, createAuthenticator } from "../../../shared/auth/index.ts";
 import { MemoryBroker, tetherTopics } from "../../../shared/broker/index.ts";
 import type { Broker, GroupConsumer, Producer } from "../../../shared/broker/types.ts";
@@ -206,9 +207,7 @@ export async function startEdge(
   return { edge, port: edge.address().port, config };
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { sleep };
 
 /** Polls `check` until it returns true or the time is up. */
 export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 3000, what = "condition") {

@@ -95,6 +95,4 @@ export class Collector {
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { sleep } from "../../../shared/async/index.ts";

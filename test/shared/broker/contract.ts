@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, type TestContext, test } from "node:test";
+import { sleep } from "../../../shared/async/index.ts";
 import { partitionForKey } from "../../../shared/broker/memory/murmur2.ts";
 import type { Broker, IncomingMessage, Producer, TopicSpec } from "../../../shared/broker/types.ts";
 import { hasErrorCode } from "../../../shared/errors/index.ts";
@@ -21,10 +22,6 @@ export interface BrokerFixture {
   /** Bound for one awaited condition (a rebalance on a real broker takes seconds). */
   readonly waitMs: number;
   readonly cleanup?: () => Promise<void>;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Polls `condition` every 20 ms until it holds; fails naming `what` after `timeoutMs`. */

@@ -1,14 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { sleep } from "../../../shared/async/index.ts";
 import { Dispatcher } from "../../../shared/broker/dispatch.ts";
 import type { IncomingMessage } from "../../../shared/broker/types.ts";
 
 function message(offset: number, key: string | null = null, partition = 0, topic = "t"): IncomingMessage {
   return { topic, partition, offset: String(offset), key, value: Buffer.from(`${offset}`), headers: {}, timestamp: 0 };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function until(condition: () => boolean, timeoutMs = 2_000): Promise<void> {
