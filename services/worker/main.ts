@@ -3,6 +3,7 @@
  * health server by hand, and shuts down in order on SIGTERM/SIGINT.
  */
 import { createBroker, tetherTopics } from "../../shared/broker/index.ts";
+import { ServiceProcess, Shutdown } from "../../shared/lifecycle/index.ts";
 import { createLogger, type Logger } from "../../shared/log/index.ts";
 import { createRegistry } from "../../shared/registry/index.ts";
 import { readWorkerConfig, type WorkerConfig } from "./config.ts";
@@ -26,22 +27,21 @@ async function openKvStore(config: WorkerConfig, logger: Logger): Promise<KvStor
   return createDynamoKvStore(settings);
 }
 
+// Repeated signals are ignored: a process group and its supervisor often both forward the
+// same signal, and the orchestrator sends SIGKILL anyway once its grace period is over.
+const life = new ServiceProcess({
+  name: "tether worker",
+  startFailedMessage: "worker failed to start",
+  repeatedSignal: "ignore",
+});
+
 async function main(): Promise<void> {
-  let config: WorkerConfig;
-  try {
-    config = readWorkerConfig(process.env);
-  } catch (error) {
-    createLogger({ name: "tether-worker" }).fatal({ err: error }, "invalid configuration");
-    process.exitCode = 2;
-    return;
-  }
+  const config = life.readConfig(
+    () => readWorkerConfig(process.env),
+    (error) => createLogger({ name: "tether-worker" }).fatal({ err: error }, "invalid configuration"),
+  );
   const logger = createLogger({ name: "tether-worker", level: config.logLevel });
-  const fail = (error: unknown, what: string): void => {
-    logger.fatal({ err: error }, what);
-    process.exit(1);
-  };
-  process.on("uncaughtException", (error) => fail(error, "uncaught exception"));
-  process.on("unhandledRejection", (error) => fail(error, "unhandled rejection"));
+  life.useLogger(logger);
 
   const broker = await createBroker(config, logger);
   const admin = broker.admin();
@@ -69,38 +69,20 @@ async function main(): Promise<void> {
   await worker.start();
   logger.info({ httpPort: health.port }, "worker ready");
 
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    // Repeats are ignored: a process group and its supervisor often both forward the same
-    // signal, and the orchestrator sends SIGKILL anyway once its grace period is over.
-    if (stopping) {
-      logger.info({ signal }, "already shutting down");
-      return;
-    }
-    stopping = true;
+  life.onStop(async (reason) => {
+    const signal = reason.kind === "signal" ? reason.signal : undefined;
     logger.info({ signal, graceMs: config.worker.shutdownMs }, "shutting down");
-    let ok = true;
-    const step = async (name: string, run: () => Promise<void>): Promise<void> => {
-      try {
-        await run();
-      } catch (error) {
-        ok = false;
-        logger.error({ err: error, step: name }, "shutdown step failed");
-      }
-    };
-    await step("worker", () => worker.close(config.worker.shutdownMs));
-    await step("kv store", () => kv.close());
-    await step("registry", () => registry.close());
-    await step("health server", () => health.close());
-    logger.info({ ok }, "worker stopped");
-    logger.flush();
-    process.exit(ok ? 0 : 1);
-  };
-  process.on("SIGTERM", () => void stop("SIGTERM"));
-  process.on("SIGINT", () => void stop("SIGINT"));
+    const shutdown = new Shutdown({ logger })
+      .add("worker", () => worker.close(config.worker.shutdownMs))
+      .add("kv store", () => kv.close())
+      .add("registry", () => registry.close())
+      .add("health server", () => health.close());
+    try {
+      await shutdown.run();
+    } finally {
+      logger.info({ ok: shutdown.status === "done" }, "worker stopped");
+    }
+  });
 }
 
-main().catch((error: unknown) => {
-  createLogger({ name: "tether-worker" }).fatal({ err: error }, "worker failed to start");
-  process.exit(1);
-});
+life.run(main);
