@@ -9,6 +9,7 @@ import { type TestContext, test } from "node:test";
 import { resourceNames } from "../../../shared/config/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { createDynamoRegistry } from "../../../shared/registry/dynamodb/index.ts";
+import { localDynamoDbSettings } from "../../harness/settings.ts";
 
 interface SlowEndpoint {
   readonly url: string;
@@ -50,7 +51,7 @@ async function slowEndpoint(t: TestContext, delayMs: number): Promise<SlowEndpoi
 test("no more DynamoDB requests are in flight than the bound, and the ones past it wait instead of failing", async (t) => {
   const endpoint = await slowEndpoint(t, 40);
   const registry = createDynamoRegistry({
-    settings: { endpoint: endpoint.url, region: "us-east-1" },
+    settings: localDynamoDbSettings({ dynamodbEndpoint: endpoint.url }),
     names: resourceNames("c-"),
     logger: silentLogger(),
     maxConcurrency: 4,
@@ -70,7 +71,7 @@ test("no more DynamoDB requests are in flight than the bound, and the ones past 
 test("the bound comes from the settings when the options do not give one", async (t) => {
   const endpoint = await slowEndpoint(t, 20);
   const registry = createDynamoRegistry({
-    settings: { endpoint: endpoint.url, region: "us-east-1", maxConcurrency: 3 },
+    settings: { ...localDynamoDbSettings({ dynamodbEndpoint: endpoint.url }), maxConcurrency: 3 },
     names: resourceNames("c-"),
     logger: silentLogger(),
     maxAttempts: 1,
@@ -83,7 +84,7 @@ test("the bound comes from the settings when the options do not give one", async
 test("a burst far past the socket pool is served in full with the default bound", async (t) => {
   const endpoint = await slowEndpoint(t, 20);
   const registry = createDynamoRegistry({
-    settings: { endpoint: endpoint.url, region: "us-east-1" },
+    settings: localDynamoDbSettings({ dynamodbEndpoint: endpoint.url }),
     names: resourceNames("c-"),
     logger: silentLogger(),
     maxAttempts: 1,
