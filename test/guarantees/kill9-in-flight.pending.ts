@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { report, startEdgeFleet } from "../harness/edge-fleet.ts";
-import { RawLoad } from "./raw-load.ts";
+import { RawLoad, recoveredByResend } from "./raw-load.ts";
 
 const LEASE_MS = Number(process.env.TETHER_GUARANTEE_LEASE_MS ?? 3000);
 const DEVICES = 30;
@@ -60,6 +60,7 @@ it("kill -9 of an edge with answers in flight: every acked request answered on t
     .filter((at): at is number => at !== undefined)
     .map((at) => at - killedAt)
     .sort((a, b) => a - b);
+  const recovered = await recoveredByResend(load.devices);
   report("kill9-in-flight", {
     acked: ackedBeforeKill,
     expected,
@@ -72,6 +73,7 @@ it("kill -9 of an edge with answers in flight: every acked request answered on t
     firstAnswerAfterKillMs: answerDelays[0],
     lastAnswerAfterKillMs: answerDelays.at(-1),
     sample: left.slice(0, 5),
+    recoveredByResend: recovered,
   });
   load.close();
   assert.equal(ackedBeforeKill, expected, "every request acked before the kill");

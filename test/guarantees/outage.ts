@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { EdgeFleet, FleetProcess } from "../harness/edge-fleet.ts";
 import { delay } from "../harness/process.ts";
-import { RawLoad } from "./raw-load.ts";
+import { RawLoad, recoveredByResend } from "./raw-load.ts";
 
 export interface OutageOptions {
   readonly fleet: EdgeFleet;
@@ -109,9 +109,10 @@ export async function measureOutage(options: OutageOptions): Promise<OutageResul
     reconnects: tally.reconnects,
     sample: left.slice(0, 5),
   };
+  const recovered = await recoveredByResend(load.devices);
   load.close();
   return {
-    figures,
+    figures: { ...figures, recoveredByResend: recovered },
     assertAll(leaseMs: number): void {
       assert.equal(disconnected.length, 0, `${disconnected.length} of ${watchedDevices.length} devices disconnected`);
       assert.deepEqual(left, [], `${left.length} of ${tally.acked} acked requests never answered`);

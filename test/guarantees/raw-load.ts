@@ -7,6 +7,27 @@ import type { EdgeFleet, FleetProcess } from "../harness/edge-fleet.ts";
 import { delay } from "../harness/process.ts";
 import type { RawConnection, RawDevice } from "../harness/raw-device.ts";
 
+/**
+ * Reported apart from the guarantee: sends every acked-but-unanswered request once more (same
+ * id) on the device's newest open connection and counts how many then get an answer.
+ */
+export async function recoveredByResend(devices: readonly RawDevice[], timeoutMs = 20_000): Promise<number> {
+  const lost = devices.map((device) => ({ device, ids: device.lostAcked() }));
+  let tried = 0;
+  for (const { device, ids } of lost) {
+    const connection = device.current;
+    if (connection === undefined || !connection.isOpen || connection.welcome === undefined) continue;
+    for (const id of ids) device.resend(id, connection);
+    tried += ids.length;
+  }
+  if (tried === 0) return 0;
+  const recovered = (): number =>
+    lost.reduce((sum, { device, ids }) => sum + ids.filter((id) => device.answeredIds().has(id)).length, 0);
+  const deadline = Date.now() + timeoutMs;
+  while (recovered() < tried && Date.now() < deadline) await delay(100);
+  return recovered();
+}
+
 export interface RawLoadOptions {
   readonly fleet: EdgeFleet;
   readonly devices: number;

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { it } from "node:test";
 import { report, startEdgeFleet } from "../harness/edge-fleet.ts";
 import { delay } from "../harness/process.ts";
-import { RawLoad } from "./raw-load.ts";
+import { RawLoad, recoveredByResend } from "./raw-load.ts";
 
 const LEASE_MS = Number(process.env.TETHER_GUARANTEE_LEASE_MS ?? 3000);
 const DEVICES = 30;
@@ -82,6 +82,7 @@ it("SIGSTOP of an edge for twice its lease while its slot is taken: no answer or
     }
   }
   const fromTakenSlot = (late.res ?? 0) + (late.ack ?? 0) + (late.error ?? 0);
+  const recovered = await recoveredByResend(load.devices);
   report("sigstop-zombie", {
     frozenSlot,
     takenBy: takenBy ?? "nobody",
@@ -97,6 +98,7 @@ it("SIGSTOP of an edge for twice its lease while its slot is taken: no answer or
     reconnects: tally.reconnects,
     errors: tally.errors,
     sample: left.slice(0, 5),
+    recoveredByResend: recovered,
   });
   load.close();
   assert.ok(takenBy !== undefined, `slot ${frozenSlot} of the frozen edge not taken within ${2 * LEASE_MS} ms`);

@@ -132,6 +132,8 @@ export class RawDevice {
   /** Every frame on every connection, in arrival order. */
   readonly frames: ReceivedFrame[] = [];
   readonly sent = new Map<string, SentRequest>();
+  /** Ids sent again with `resend()` (reporting only). */
+  readonly resent = new Set<string>();
   /** Called for every frame after it was recorded (and acknowledged). */
   onFrame: ((received: ReceivedFrame, connection: RawConnection) => void) | undefined;
   /** Called when a connection closes (whoever closed it). */
@@ -206,6 +208,18 @@ export class RawDevice {
     if (this.sent.has(id)) throw new Error(`${this.deviceId} already sent ${id}: a raw device never resends`);
     this.sent.set(id, { id, type, body, at: Date.now(), conn: connection.index });
     connection.write({ t: "req", id, type, body });
+  }
+
+  /**
+   * Sends an earlier request again, same id, type and body, on the newest connection. Not part
+   * of any guarantee measure: only for reporting, apart, what a resend would have recovered.
+   */
+  resend(id: string, connection = this.current): void {
+    const request = this.sent.get(id);
+    if (request === undefined) throw new Error(`${this.deviceId} never sent ${id}`);
+    if (connection === undefined) throw new Error(`${this.deviceId} has no connection`);
+    this.resent.add(id);
+    connection.write({ t: "req", id, type: request.type, body: request.body });
   }
 
   /** Open connections (not yet closed by either side). */
