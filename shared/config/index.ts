@@ -150,6 +150,13 @@ export interface DynamoDbSettings {
    * The registry's default (64) when omitted.
    */
   readonly maxConcurrency?: number;
+  /**
+   * Bound of one fenced lease call (acquireFree, takeOver, renewHeld, commitOffset,
+   * releaseHeld): a single attempt on a fresh connection that rejects once this passed, so the
+   * lease holder's own retry loop decides what happens next. The registry's default (1000 ms)
+   * when omitted.
+   */
+  readonly leaseTimeoutMs?: number;
 }
 
 export interface ResourceNames {
@@ -245,6 +252,7 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
       endpoint: reader.optionalString("TETHER_DYNAMODB_ENDPOINT"),
       region: region ?? "us-east-1",
       maxConcurrency: reader.integer("TETHER_DYNAMODB_MAX_CONCURRENCY", 64, { min: 1, max: 4096 }),
+      leaseTimeoutMs: reader.integer("TETHER_DYNAMODB_LEASE_TIMEOUT_MS", 1000, { min: 50, max: 60_000 }),
     },
     names: {
       ...names,

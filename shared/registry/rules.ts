@@ -30,3 +30,10 @@ export function outboxOrder<T extends OutboxEntry>(entries: T[], limit: number |
   );
   return limit === undefined ? entries : entries.slice(0, Math.max(0, limit));
 }
+
+/** Refuses a committed offset that is not a whole number of at least 0 (a Kafka offset). */
+export function checkOffset(offset: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new TetherError(ErrorCode.InvalidArgument, "a committed offset must be a whole number of at least 0");
+  }
+}

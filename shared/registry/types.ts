@@ -57,21 +57,85 @@ export interface SlotLease {
   readonly leaseUntil: number;
   /** Open device connections the edge reported at its last renewal. */
   readonly connections?: number;
+  /**
+   * Fencing token: goes up by one each time the holder changes and never goes down. The holder
+   * presents it on every fenced write, so a holder that lost the slot cannot write again.
+   */
+  readonly generation: number;
+  /**
+   * Random, new on every write to the row. A taker watches it: a version that stayed the same
+   * for a full `leaseMs` on the taker's own clock means the holder stopped renewing.
+   */
+  readonly version: string;
+  /** How long the holder promised it renews within, in milliseconds. */
+  readonly leaseMs: number;
+  /** Next offset to read on the slot's partition, as the holder last wrote it; null when never written. */
+  readonly committed: number | null;
+  /** True once the holder gave the slot up with {@link LeaseStore.releaseHeld}: free to take. */
+  readonly released: boolean;
+}
+
+/** What an edge asks for when it takes a slot. */
+export interface LeaseRequest {
+  readonly slot: number;
+  readonly edgeId: string;
+  readonly host: string;
+  readonly leaseMs: number;
+}
+
+/** What a fenced renewal may report besides extending the lease. */
+export interface RenewExtra {
+  /** Open device connections, for the admin API. */
+  readonly connections?: number;
+  /** Next offset to read on the slot, as {@link LeaseStore.commitOffset} would write it. */
+  readonly committed?: number;
 }
 
 export interface LeaseStore {
   /**
-   * Takes `slot` if it is free, expired or already held by `edgeId`. Rejects with `conflict`
-   * when another edge holds a live lease.
+   * Takes `slot` if it is free, expired, released or already held by `edgeId`, judging expiry
+   * by the store's clock. A new holder (or any holder after a release) gets the next generation;
+   * `committed` is kept. Rejects with `conflict` when another edge holds a live lease.
    */
-  acquire(lease: { slot: number; edgeId: string; host: string; leaseMs: number }): Promise<SlotLease>;
-  /** Extends the lease; rejects with `conflict` when `edgeId` no longer holds it. */
+  acquire(lease: LeaseRequest): Promise<SlotLease>;
+  /** Extends the lease (a new version); rejects with `conflict` when `edgeId` no longer holds it. */
   renew(slot: number, edgeId: string, leaseMs: number, connections?: number): Promise<SlotLease>;
-  /** Gives the slot up if `edgeId` holds it (no error otherwise). */
+  /**
+   * Gives the slot up if `edgeId` holds it (no error otherwise) by deleting the row, so the
+   * generation and committed offset start over; {@link LeaseStore.releaseHeld} keeps them.
+   */
   release(slot: number, edgeId: string): Promise<void>;
   get(slot: number): Promise<SlotLease | null>;
   /** Every lease row, live or expired. */
   list(): Promise<readonly SlotLease[]>;
+  /**
+   * Takes `slot` only when it has no row or its row is released; the generation is the old one
+   * plus one (1 for a new row) and `committed` is kept. Never compares clocks. Rejects with
+   * `conflict` otherwise.
+   */
+  acquireFree(lease: LeaseRequest): Promise<SlotLease>;
+  /**
+   * Takes `slot` from its holder only while the row's version still equals `expectedVersion`:
+   * the caller watched that version unchanged for a full lease on its own clock. The generation
+   * goes up by one and `committed` is kept. Rejects with `conflict` otherwise.
+   */
+  takeOver(lease: LeaseRequest, expectedVersion: string): Promise<SlotLease>;
+  /**
+   * Renews the lease `edgeId` holds with `generation` (not released): a new version, `leaseUntil`
+   * = now + `leaseMs` on the store's wall clock (informational only), and the counts in `extra`.
+   * Rejects with `conflict` otherwise.
+   */
+  renewHeld(slot: number, edgeId: string, generation: number, leaseMs: number, extra?: RenewExtra): Promise<SlotLease>;
+  /**
+   * Sets the slot's committed offset while `edgeId` holds it with `generation`, so a holder that
+   * lost the slot cannot move it. Rejects with `conflict` otherwise.
+   */
+  commitOffset(slot: number, edgeId: string, generation: number, offset: number): Promise<void>;
+  /**
+   * Marks the slot released (with a new version) when `edgeId` holds it with `generation`; keeps
+   * the row, its generation and its committed offset for the next holder. No error otherwise.
+   */
+  releaseHeld(slot: number, edgeId: string, generation: number): Promise<void>;
 }
 
 export interface OutboxEntry {

@@ -5,10 +5,14 @@
  * Tables (names from {@link ResourceNames}):
  * - connections: pk `deviceId`; GSI `byEdge` on `edgeId`. A released connection keeps its row
  *   as a tombstone holding only `deviceId` and `epoch`, so the epoch keeps going up.
- * - edges: pk `slot` (number); one lease per slot.
+ * - edges: pk `slot` (number); one lease per slot: edgeId, host, startedAt, leaseUntil,
+ *   connections, and for fencing `generation` (number), `version` (string, new on every write),
+ *   `leaseMs`, `committed` (number, absent until written) and `released` (boolean). A row
+ *   without them reads as generation 0, version `legacy-<startedAt>-<leaseUntil>`, not released.
  * - outbox: pk `deviceId`, sk `messageId`; `expiresAt` in epoch seconds for DynamoDB's TTL,
  *   `expiresAtMs` exact.
  */
+import { randomUUID } from "node:crypto";
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import {
@@ -28,19 +32,21 @@ import {
 } from "@aws-sdk/client-dynamodb";
 import { Limiter } from "../../async/index.ts";
 import type { DynamoDbSettings, ResourceNames } from "../../config/index.ts";
-import { type ErrorCode, isTetherError, TetherError } from "../../errors/index.ts";
+import { type ErrorCode, hasErrorCode, isTetherError, TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
-import { ClosedGuard, outboxOrder, pageLimit } from "../rules.ts";
+import { ClosedGuard, checkOffset, outboxOrder, pageLimit } from "../rules.ts";
 import type {
   ClaimResult,
   ConnectionClaim,
   ConnectionRecord,
   ConnectionStore,
+  LeaseRequest,
   LeaseStore,
   OutboxEntry,
   OutboxStore,
   Page,
   Registry,
+  RenewExtra,
   SlotLease,
 } from "../types.ts";
 
@@ -60,7 +66,16 @@ export interface DynamoRegistryOptions {
    * `settings.maxConcurrency`, else {@link DEFAULT_MAX_CONCURRENCY}.
    */
   readonly maxConcurrency?: number;
+  /**
+   * Bound of one fenced lease call (acquireFree, takeOver, renewHeld, commitOffset,
+   * releaseHeld), each a single attempt on a new connection. Default `settings.leaseTimeoutMs`,
+   * else {@link DEFAULT_LEASE_TIMEOUT_MS}.
+   */
+  readonly leaseTimeoutMs?: number;
 }
+
+/** Bound of one fenced lease call unless configured otherwise. */
+export const DEFAULT_LEASE_TIMEOUT_MS = 1000;
 
 /** Requests in flight per registry unless configured otherwise. */
 export const DEFAULT_MAX_CONCURRENCY = 64;
@@ -210,6 +225,36 @@ export function createDynamoClient(
     name: "tetherConcurrencyLimit",
   });
   return client;
+}
+
+/**
+ * The client of the fenced lease calls: every request on a new TCP connection (no keep-alive,
+ * so a connection that went bad with a frozen or cut-off host is never reused), one attempt,
+ * and a request timeout of `timeoutMs`. It has no concurrency queue: a lease call never waits
+ * behind the registry's other traffic.
+ */
+export function createLeaseClient(
+  settings: DynamoDbSettings,
+  timeoutMs: number,
+  credentials?: DynamoDBClient["config"]["credentials"],
+): DynamoDBClient {
+  const agentOptions = { keepAlive: false };
+  return new DynamoDBClient({
+    region: settings.region,
+    ...(settings.endpoint === undefined
+      ? credentials === undefined
+        ? {}
+        : { credentials }
+      : { endpoint: settings.endpoint, credentials: { accessKeyId: "local", secretAccessKey: "local" } }),
+    maxAttempts: 1,
+    requestHandler: {
+      httpAgent: new HttpAgent(agentOptions),
+      httpsAgent: new HttpsAgent(agentOptions),
+      connectionTimeout: timeoutMs,
+      requestTimeout: timeoutMs,
+      throwOnRequestTimeout: true,
+    },
+  });
 }
 
 /** One table of a registry: its client, its name and the registry's closed guard. */
@@ -366,91 +411,150 @@ function ownerUpdate(
   };
 }
 
+function optionalStr(item: Item, name: string): string | undefined {
+  const value = item[name];
+  return value !== undefined && "S" in value && value.S !== undefined ? value.S : undefined;
+}
+
+/**
+ * The version a row written before versions existed reads as: its start and end, which every
+ * write of that time changed. {@link versionCondition} turns it back into a condition.
+ */
+function legacyVersion(startedAt: number, leaseUntil: number): string {
+  return `legacy-${startedAt}-${leaseUntil}`;
+}
+
 function toLease(item: Item): SlotLease {
   const connections = optionalNum(item, "connections");
+  const startedAt = num(item, "startedAt");
+  const leaseUntil = num(item, "leaseUntil");
+  const released = item.released;
   return {
     slot: num(item, "slot"),
     edgeId: str(item, "edgeId"),
     host: str(item, "host"),
-    startedAt: num(item, "startedAt"),
-    leaseUntil: num(item, "leaseUntil"),
+    startedAt,
+    leaseUntil,
     ...(connections === undefined ? {} : { connections }),
+    generation: optionalNum(item, "generation") ?? 0,
+    version: optionalStr(item, "version") ?? legacyVersion(startedAt, leaseUntil),
+    // A row from before leaseMs was stored: start to end is at least the lease it was given, and
+    // erring long is the safe side for a taker.
+    leaseMs: optionalNum(item, "leaseMs") ?? Math.max(0, leaseUntil - startedAt),
+    committed: optionalNum(item, "committed") ?? null,
+    released: released !== undefined && "BOOL" in released && released.BOOL === true,
   };
+}
+
+/** Condition and values that hold while the row's version is `expected`, a legacy one included. */
+function versionCondition(expected: string): { condition: string; values: Item } {
+  const legacy = /^legacy-(\d+)-(\d+)$/.exec(expected);
+  if (legacy !== null) {
+    return {
+      condition: "attribute_not_exists(version) AND startedAt = :seenStart AND leaseUntil = :seenUntil",
+      values: { ":seenStart": N(Number(legacy[1])), ":seenUntil": N(Number(legacy[2])) },
+    };
+  }
+  return { condition: "version = :seen", values: { ":seen": S(expected) } };
+}
+
+/** Holds while the row names `:me` with generation `:gen` (a row without one has generation 0). */
+function heldCondition(generation: number): string {
+  const sameGeneration =
+    generation === 0 ? "(attribute_not_exists(generation) OR generation = :gen)" : "generation = :gen";
+  return `edgeId = :me AND ${sameGeneration}`;
+}
+
+const notReleased = "(attribute_not_exists(released) OR released = :no)";
+
+/** The attributes a new holder writes; the generation is added to and `committed` left as it is. */
+function holderWrite(lease: LeaseRequest, now: number): { update: string; values: Item } {
+  return {
+    update:
+      "SET edgeId = :me, host = :host, startedAt = :now, leaseUntil = :until, leaseMs = :ms, version = :version, released = :no REMOVE connections",
+    values: {
+      ":me": S(lease.edgeId),
+      ":host": S(lease.host),
+      ":now": N(now),
+      ":until": N(now + lease.leaseMs),
+      ":ms": N(lease.leaseMs),
+      ":version": S(randomUUID()),
+      ":no": { BOOL: false },
+    },
+  };
+}
+
+function leaseConflict(slot: number, message: string, cause: unknown): TetherError {
+  return new TetherError("conflict", `slot ${slot} ${message}`, { cause, details: { slot } });
+}
+
+/** Fenced lease calls are one attempt each, so the holder's own loop decides about retries. */
+interface LeaseCallOptions {
+  /** Bound of one call, connecting included. */
+  readonly timeoutMs: number;
 }
 
 class DynamoLeaseStore implements LeaseStore {
   readonly #table: Table;
+  /** Table on the lease client: a fresh connection and a single short attempt per call. */
+  readonly #fenced: Table;
+  readonly #timeoutMs: number;
 
-  constructor(table: Table) {
+  constructor(table: Table, fenced: Table, options: LeaseCallOptions) {
     this.#table = table;
+    this.#fenced = fenced;
+    this.#timeoutMs = options.timeoutMs;
   }
 
-  async acquire(lease: { slot: number; edgeId: string; host: string; leaseMs: number }): Promise<SlotLease> {
+  async acquire(lease: LeaseRequest): Promise<SlotLease> {
     this.#table.guard.check();
     const now = Date.now();
-    const written: SlotLease = {
-      slot: lease.slot,
-      edgeId: lease.edgeId,
-      host: lease.host,
-      startedAt: now,
-      leaseUntil: now + lease.leaseMs,
-    };
+    const write = holderWrite(lease, now);
     try {
-      await this.#table.client.send(
-        new PutItemCommand({
-          TableName: this.#table.name,
-          Item: {
-            slot: N(written.slot),
-            edgeId: S(written.edgeId),
-            host: S(written.host),
-            startedAt: N(written.startedAt),
-            leaseUntil: N(written.leaseUntil),
-          },
-          // Free, expired, or already ours.
-          ConditionExpression: "attribute_not_exists(slot) OR leaseUntil <= :now OR edgeId = :me",
-          ExpressionAttributeValues: { ":now": N(now), ":me": S(lease.edgeId) },
-        }),
-      );
-      return written;
+      // A new holder: free, released, or expired in another edge's name. It gets the next generation.
+      return await this.#update(this.#table, lease.slot, {
+        UpdateExpression: `${write.update} ADD generation :one`,
+        ConditionExpression: "attribute_not_exists(slot) OR released = :yes OR (edgeId <> :me AND leaseUntil <= :now)",
+        ExpressionAttributeValues: { ...write.values, ":one": N(1), ":yes": { BOOL: true } },
+      });
     } catch (error) {
-      if (isConditionFailure(error)) {
-        throw new TetherError("conflict", `slot ${lease.slot} is held by another edge`, {
-          cause: error,
-          details: { slot: lease.slot },
-        });
-      }
+      if (!isConditionFailure(error)) throw dynamoError("acquire slot lease", error);
+    }
+    try {
+      // Already ours and not released: the same holder, so the same generation.
+      return await this.#update(this.#table, lease.slot, {
+        UpdateExpression: write.update,
+        ConditionExpression: `edgeId = :me AND ${notReleased}`,
+        ExpressionAttributeValues: write.values,
+      });
+    } catch (error) {
+      if (isConditionFailure(error)) throw leaseConflict(lease.slot, "is held by another edge", error);
       throw dynamoError("acquire slot lease", error);
     }
   }
 
   async renew(slot: number, edgeId: string, leaseMs: number, connections?: number): Promise<SlotLease> {
     this.#table.guard.check();
-    const values: Item = { ":until": N(Date.now() + leaseMs), ":me": S(edgeId) };
-    let update = "SET leaseUntil = :until";
+    const values: Item = {
+      ":until": N(Date.now() + leaseMs),
+      ":ms": N(leaseMs),
+      ":version": S(randomUUID()),
+      ":me": S(edgeId),
+      ":no": { BOOL: false },
+    };
+    let update = "SET leaseUntil = :until, leaseMs = :ms, version = :version";
     if (connections !== undefined) {
       update += ", connections = :count";
       values[":count"] = N(connections);
     }
     try {
-      const result = await this.#table.client.send(
-        new UpdateItemCommand({
-          TableName: this.#table.name,
-          Key: { slot: N(slot) },
-          UpdateExpression: update,
-          ConditionExpression: "edgeId = :me",
-          ExpressionAttributeValues: values,
-          ReturnValues: "ALL_NEW",
-        }),
-      );
-      if (result.Attributes === undefined) throw new TetherError("internal", "renewal returned no row");
-      return toLease(result.Attributes);
+      return await this.#update(this.#table, slot, {
+        UpdateExpression: update,
+        ConditionExpression: `edgeId = :me AND ${notReleased}`,
+        ExpressionAttributeValues: values,
+      });
     } catch (error) {
-      if (isConditionFailure(error)) {
-        throw new TetherError("conflict", `slot ${slot} is no longer held by this edge`, {
-          cause: error,
-          details: { slot },
-        });
-      }
+      if (isConditionFailure(error)) throw leaseConflict(slot, "is no longer held by this edge", error);
       throw dynamoError("renew slot lease", error);
     }
   }
@@ -498,6 +602,133 @@ class DynamoLeaseStore implements LeaseStore {
       } while (start !== undefined);
     });
     return leases.sort((a, b) => a.slot - b.slot);
+  }
+
+  async acquireFree(lease: LeaseRequest): Promise<SlotLease> {
+    const write = holderWrite(lease, Date.now());
+    return await this.#fencedUpdate("acquire free slot lease", lease.slot, "is held and not released", {
+      UpdateExpression: `${write.update} ADD generation :one`,
+      ConditionExpression: "attribute_not_exists(slot) OR released = :yes",
+      ExpressionAttributeValues: { ...write.values, ":one": N(1), ":yes": { BOOL: true } },
+    });
+  }
+
+  async takeOver(lease: LeaseRequest, expectedVersion: string): Promise<SlotLease> {
+    const write = holderWrite(lease, Date.now());
+    const seen = versionCondition(expectedVersion);
+    return await this.#fencedUpdate("take over slot lease", lease.slot, "changed since its version was watched", {
+      UpdateExpression: `${write.update} ADD generation :one`,
+      ConditionExpression: `attribute_exists(slot) AND ${seen.condition}`,
+      ExpressionAttributeValues: { ...write.values, ...seen.values, ":one": N(1) },
+    });
+  }
+
+  async renewHeld(
+    slot: number,
+    edgeId: string,
+    generation: number,
+    leaseMs: number,
+    extra: RenewExtra = {},
+  ): Promise<SlotLease> {
+    if (extra.committed !== undefined) checkOffset(extra.committed);
+    const values: Item = {
+      ":until": N(Date.now() + leaseMs),
+      ":ms": N(leaseMs),
+      ":version": S(randomUUID()),
+      ":me": S(edgeId),
+      ":gen": N(generation),
+      ":no": { BOOL: false },
+    };
+    let update = "SET leaseUntil = :until, leaseMs = :ms, version = :version";
+    if (extra.connections !== undefined) {
+      update += ", connections = :count";
+      values[":count"] = N(extra.connections);
+    }
+    if (extra.committed !== undefined) {
+      update += ", committed = :offset";
+      values[":offset"] = N(extra.committed);
+    }
+    return await this.#fencedUpdate("renew held slot lease", slot, "is no longer held with this generation", {
+      UpdateExpression: update,
+      ConditionExpression: `${heldCondition(generation)} AND ${notReleased}`,
+      ExpressionAttributeValues: values,
+    });
+  }
+
+  async commitOffset(slot: number, edgeId: string, generation: number, offset: number): Promise<void> {
+    checkOffset(offset);
+    await this.#fencedUpdate("commit slot offset", slot, "is no longer held with this generation", {
+      UpdateExpression: "SET committed = :offset, version = :version",
+      ConditionExpression: heldCondition(generation),
+      ExpressionAttributeValues: {
+        ":offset": N(offset),
+        ":version": S(randomUUID()),
+        ":me": S(edgeId),
+        ":gen": N(generation),
+      },
+    });
+  }
+
+  async releaseHeld(slot: number, edgeId: string, generation: number): Promise<void> {
+    try {
+      await this.#fencedUpdate("release held slot lease", slot, "is no longer held with this generation", {
+        // Ending the lease now keeps readers that judge liveness by leaseUntil from counting it.
+        UpdateExpression: "SET released = :yes, version = :version, leaseUntil = :now",
+        ConditionExpression: `${heldCondition(generation)} AND ${notReleased}`,
+        ExpressionAttributeValues: {
+          ":yes": { BOOL: true },
+          ":no": { BOOL: false },
+          ":version": S(randomUUID()),
+          ":me": S(edgeId),
+          ":gen": N(generation),
+          ":now": N(Date.now()),
+        },
+      });
+    } catch (error) {
+      if (!hasErrorCode(error, "conflict")) throw error;
+      // Not ours with this generation (or already released): nothing to give up.
+    }
+  }
+
+  /** One conditional update of a slot's row that hands back the row as written. */
+  async #update(
+    table: Table,
+    slot: number,
+    input: Pick<UpdateItemCommandInput, "UpdateExpression" | "ConditionExpression" | "ExpressionAttributeValues">,
+    abortSignal?: AbortSignal,
+  ): Promise<SlotLease> {
+    const result = await table.client.send(
+      new UpdateItemCommand({ TableName: table.name, Key: { slot: N(slot) }, ReturnValues: "ALL_NEW", ...input }),
+      abortSignal === undefined ? {} : { abortSignal },
+    );
+    if (result.Attributes === undefined) throw new TetherError("internal", "lease write returned no row");
+    return toLease(result.Attributes);
+  }
+
+  /**
+   * {@link #update} on the lease client, bounded by the lease timeout: a lost condition rejects
+   * with `conflict` (saying `conflictMessage`), a call past the bound with `timeout`.
+   */
+  async #fencedUpdate(
+    what: string,
+    slot: number,
+    conflictMessage: string,
+    input: Pick<UpdateItemCommandInput, "UpdateExpression" | "ConditionExpression" | "ExpressionAttributeValues">,
+  ): Promise<SlotLease> {
+    this.#fenced.guard.check();
+    const deadline = AbortSignal.timeout(this.#timeoutMs);
+    try {
+      return await this.#update(this.#fenced, slot, input, deadline);
+    } catch (error) {
+      if (isConditionFailure(error)) throw leaseConflict(slot, conflictMessage, error);
+      if (deadline.aborted || (error as { name?: unknown })?.name === "TimeoutError") {
+        throw new TetherError("timeout", `${what} took longer than ${this.#timeoutMs} ms`, {
+          cause: error,
+          details: { slot, ms: this.#timeoutMs },
+        });
+      }
+      throw dynamoError(what, error);
+    }
   }
 }
 
@@ -573,15 +804,23 @@ export class DynamoRegistry implements Registry {
   readonly leases: LeaseStore;
   readonly outbox: OutboxStore;
   readonly #client: DynamoDBClient;
+  readonly #leaseClient: DynamoDBClient;
   readonly #names: ResourceNames;
   readonly #guard = new ClosedGuard();
 
   constructor(options: DynamoRegistryOptions) {
     this.#client = createDynamoClient(options.settings, options);
+    const leaseTimeoutMs = options.leaseTimeoutMs ?? options.settings.leaseTimeoutMs ?? DEFAULT_LEASE_TIMEOUT_MS;
+    // The registry client's credentials, so a lease call never waits on fetching them itself.
+    this.#leaseClient = createLeaseClient(options.settings, leaseTimeoutMs, this.#client.config.credentials);
     this.#names = options.names;
     const table = (name: string): Table => new Table(this.#client, name, this.#guard);
     this.connections = new DynamoConnectionStore(table(options.names.connectionsTable));
-    this.leases = new DynamoLeaseStore(table(options.names.edgesTable));
+    this.leases = new DynamoLeaseStore(
+      table(options.names.edgesTable),
+      new Table(this.#leaseClient, options.names.edgesTable, this.#guard),
+      { timeoutMs: leaseTimeoutMs },
+    );
     this.outbox = new DynamoOutboxStore(table(options.names.outboxTable));
   }
 
@@ -601,6 +840,7 @@ export class DynamoRegistry implements Registry {
     if (this.#guard.closed) return;
     this.#guard.closed = true;
     this.#client.destroy();
+    this.#leaseClient.destroy();
   }
 }
 

@@ -3,18 +3,21 @@
  * (atomic epoch claims, owner-checked deletes, leases with expiry, an outbox with TTL), held
  * in this process. The registry contract suite holds both adapters to the same behaviour.
  */
+import { randomUUID } from "node:crypto";
 import { ErrorCode, TetherError } from "../../errors/index.ts";
-import { ClosedGuard, outboxOrder, pageLimit } from "../rules.ts";
+import { ClosedGuard, checkOffset, outboxOrder, pageLimit } from "../rules.ts";
 import type {
   ClaimResult,
   ConnectionClaim,
   ConnectionRecord,
   ConnectionStore,
+  LeaseRequest,
   LeaseStore,
   OutboxEntry,
   OutboxStore,
   Page,
   Registry,
+  RenewExtra,
   SlotLease,
 } from "../types.ts";
 
@@ -106,6 +109,10 @@ class MemoryConnectionStore implements ConnectionStore {
   }
 }
 
+function leaseConflict(slot: number, message: string): TetherError {
+  return new TetherError(ErrorCode.Conflict, `slot ${slot} ${message}`, { details: { slot } });
+}
+
 class MemoryLeaseStore implements LeaseStore {
   readonly #state: ClosedGuard;
   readonly #now: () => number;
@@ -116,44 +123,87 @@ class MemoryLeaseStore implements LeaseStore {
     this.#now = now;
   }
 
-  async acquire(lease: { slot: number; edgeId: string; host: string; leaseMs: number }): Promise<SlotLease> {
+  async acquire(lease: LeaseRequest): Promise<SlotLease> {
     this.#state.check();
     const now = this.#now();
     const current = this.#leases.get(lease.slot);
-    if (current !== undefined && current.edgeId !== lease.edgeId && current.leaseUntil > now) {
-      throw new TetherError(ErrorCode.Conflict, `slot ${lease.slot} is held by another edge`, {
-        details: { slot: lease.slot },
-      });
+    const held = current !== undefined && !current.released;
+    if (held && current.edgeId !== lease.edgeId && current.leaseUntil > now) {
+      throw leaseConflict(lease.slot, "is held by another edge");
     }
-    const written: SlotLease = Object.freeze({
-      slot: lease.slot,
-      edgeId: lease.edgeId,
-      host: lease.host,
-      startedAt: now,
-      leaseUntil: now + lease.leaseMs,
-    });
-    this.#leases.set(lease.slot, written);
-    return { ...written };
+    const sameHolder = held && current.edgeId === lease.edgeId;
+    return this.#take(lease, current, sameHolder ? current.generation : (current?.generation ?? 0) + 1);
+  }
+
+  async acquireFree(lease: LeaseRequest): Promise<SlotLease> {
+    this.#state.check();
+    const current = this.#leases.get(lease.slot);
+    if (current !== undefined && !current.released) throw leaseConflict(lease.slot, "is held and not released");
+    return this.#take(lease, current, (current?.generation ?? 0) + 1);
+  }
+
+  async takeOver(lease: LeaseRequest, expectedVersion: string): Promise<SlotLease> {
+    this.#state.check();
+    const current = this.#leases.get(lease.slot);
+    if (current === undefined || current.version !== expectedVersion) {
+      throw leaseConflict(lease.slot, "changed since its version was watched");
+    }
+    return this.#take(lease, current, current.generation + 1);
   }
 
   async renew(slot: number, edgeId: string, leaseMs: number, connections?: number): Promise<SlotLease> {
     this.#state.check();
     const current = this.#leases.get(slot);
-    if (current === undefined || current.edgeId !== edgeId) {
-      throw new TetherError(ErrorCode.Conflict, `slot ${slot} is no longer held by this edge`, { details: { slot } });
+    if (current === undefined || current.released || current.edgeId !== edgeId) {
+      throw leaseConflict(slot, "is no longer held by this edge");
     }
-    const written: SlotLease = Object.freeze({
+    return this.#write({
       ...current,
       leaseUntil: this.#now() + leaseMs,
+      leaseMs,
       ...(connections === undefined ? {} : { connections }),
     });
-    this.#leases.set(slot, written);
-    return { ...written };
+  }
+
+  async renewHeld(
+    slot: number,
+    edgeId: string,
+    generation: number,
+    leaseMs: number,
+    extra: RenewExtra = {},
+  ): Promise<SlotLease> {
+    this.#state.check();
+    if (extra.committed !== undefined) checkOffset(extra.committed);
+    const current = this.#held(slot, edgeId, generation);
+    if (current === undefined || current.released) throw leaseConflict(slot, "is no longer held with this generation");
+    return this.#write({
+      ...current,
+      leaseUntil: this.#now() + leaseMs,
+      leaseMs,
+      ...(extra.connections === undefined ? {} : { connections: extra.connections }),
+      ...(extra.committed === undefined ? {} : { committed: extra.committed }),
+    });
+  }
+
+  async commitOffset(slot: number, edgeId: string, generation: number, offset: number): Promise<void> {
+    this.#state.check();
+    checkOffset(offset);
+    const current = this.#held(slot, edgeId, generation);
+    if (current === undefined) throw leaseConflict(slot, "is no longer held with this generation");
+    this.#write({ ...current, committed: offset });
   }
 
   async release(slot: number, edgeId: string): Promise<void> {
     this.#state.check();
     if (this.#leases.get(slot)?.edgeId === edgeId) this.#leases.delete(slot);
+  }
+
+  async releaseHeld(slot: number, edgeId: string, generation: number): Promise<void> {
+    this.#state.check();
+    const current = this.#held(slot, edgeId, generation);
+    if (current === undefined || current.released) return;
+    // Ending the lease now keeps readers that judge liveness by leaseUntil from counting it.
+    this.#write({ ...current, released: true, leaseUntil: this.#now() });
   }
 
   async get(slot: number): Promise<SlotLease | null> {
@@ -165,6 +215,38 @@ class MemoryLeaseStore implements LeaseStore {
   async list(): Promise<readonly SlotLease[]> {
     this.#state.check();
     return [...this.#leases.values()].sort((a, b) => a.slot - b.slot).map((lease) => ({ ...lease }));
+  }
+
+  /** The row of `slot` when it names `edgeId` with `generation`, released or not. */
+  #held(slot: number, edgeId: string, generation: number): SlotLease | undefined {
+    const current = this.#leases.get(slot);
+    return current !== undefined && current.edgeId === edgeId && current.generation === generation
+      ? current
+      : undefined;
+  }
+
+  /** Gives the slot to `lease` with `generation`, keeping the committed offset of `current`. */
+  #take(lease: LeaseRequest, current: SlotLease | undefined, generation: number): SlotLease {
+    const now = this.#now();
+    return this.#write({
+      slot: lease.slot,
+      edgeId: lease.edgeId,
+      host: lease.host,
+      startedAt: now,
+      leaseUntil: now + lease.leaseMs,
+      generation,
+      version: "",
+      leaseMs: lease.leaseMs,
+      committed: current?.committed ?? null,
+      released: false,
+    });
+  }
+
+  /** Stores `row` under a new version and hands out a copy. */
+  #write(row: SlotLease): SlotLease {
+    const written: SlotLease = Object.freeze({ ...row, version: randomUUID() });
+    this.#leases.set(written.slot, written);
+    return { ...written };
   }
 }
 

@@ -250,6 +250,189 @@ export function registryContract(
       assert.equal(freed.edgeId, "edge-c");
     });
 
+    const request = (s: number, edgeId: string, leaseMs = 60_000) => ({
+      slot: s,
+      edgeId,
+      host: `${edgeId}.host`,
+      leaseMs,
+    });
+
+    it("gives a free slot to acquireFree with generation 1 and no committed offset", async () => {
+      const s = slot();
+      const lease = await registry.leases.acquireFree(request(s, "edge-a", 5_000));
+      assert.equal(lease.slot, s);
+      assert.equal(lease.edgeId, "edge-a");
+      assert.equal(lease.host, "edge-a.host");
+      assert.equal(lease.generation, 1);
+      assert.equal(lease.leaseMs, 5_000);
+      assert.equal(lease.committed, null);
+      assert.equal(lease.released, false);
+      assert.ok(lease.version.length > 0);
+      assert.ok(lease.leaseUntil > fixture.now());
+      assert.deepEqual(await registry.leases.get(s), lease);
+    });
+
+    it("refuses acquireFree on a held row that is not released, even once its lease ran out", async () => {
+      const s = slot();
+      const held = await registry.leases.acquireFree(request(s, "edge-a", 300));
+      await assert.rejects(registry.leases.acquireFree(request(s, "edge-b")), isConflict);
+      await assert.rejects(registry.leases.acquireFree(request(s, "edge-a")), isConflict, "not even to its holder");
+      await fixture.pass(600);
+      await assert.rejects(registry.leases.acquireFree(request(s, "edge-b")), isConflict, "expiry does not free it");
+      assert.deepEqual(await registry.leases.get(s), held);
+    });
+
+    it("frees a slot with releaseHeld for the next acquireFree, which gets the next generation", async () => {
+      const s = slot();
+      const first = await registry.leases.acquireFree(request(s, "edge-a"));
+      await registry.leases.releaseHeld(s, "edge-a", first.generation);
+      const released = await registry.leases.get(s);
+      assert.equal(released?.released, true);
+      assert.equal(released?.generation, first.generation);
+      assert.notEqual(released?.version, first.version);
+      assert.ok(released!.leaseUntil <= fixture.now(), "a released lease is no longer live");
+      await registry.leases.releaseHeld(s, "edge-a", first.generation);
+      const second = await registry.leases.acquireFree(request(s, "edge-b"));
+      assert.equal(second.generation, first.generation + 1);
+      assert.equal(second.released, false);
+      assert.equal(second.edgeId, "edge-b");
+    });
+
+    it("lets releaseHeld by anyone but the holder with its generation change nothing", async () => {
+      const s = slot();
+      const lease = await registry.leases.acquireFree(request(s, "edge-a"));
+      await registry.leases.releaseHeld(s, "edge-b", lease.generation);
+      await registry.leases.releaseHeld(s, "edge-a", lease.generation + 1);
+      await registry.leases.releaseHeld(slot(), "edge-a", 1);
+      assert.deepEqual(await registry.leases.get(s), lease);
+    });
+
+    it("hands a slot to takeOver only while the watched version is unchanged", async () => {
+      const s = slot();
+      const held = await registry.leases.acquireFree(request(s, "edge-a"));
+      const renewed = await registry.leases.renewHeld(s, "edge-a", held.generation, 60_000);
+      assert.notEqual(renewed.version, held.version);
+      await assert.rejects(registry.leases.takeOver(request(s, "edge-b"), held.version), isConflict, "stale version");
+      assert.equal((await registry.leases.get(s))?.edgeId, "edge-a");
+      const taken = await registry.leases.takeOver(request(s, "edge-b", 7_000), renewed.version);
+      assert.equal(taken.edgeId, "edge-b");
+      assert.equal(taken.host, "edge-b.host");
+      assert.equal(taken.generation, held.generation + 1);
+      assert.equal(taken.leaseMs, 7_000);
+      assert.equal(taken.released, false);
+      assert.notEqual(taken.version, renewed.version);
+      await assert.rejects(registry.leases.takeOver(request(s, "edge-c"), renewed.version), isConflict, "only once");
+      await assert.rejects(registry.leases.takeOver(request(slot(), "edge-c"), renewed.version), isConflict, "no row");
+    });
+
+    it("fences the old generation off renewHeld and commitOffset after a takeOver", async () => {
+      const s = slot();
+      const old = await registry.leases.acquireFree(request(s, "edge-a"));
+      await registry.leases.commitOffset(s, "edge-a", old.generation, 10);
+      const watched = await registry.leases.get(s);
+      const taken = await registry.leases.takeOver(request(s, "edge-b"), watched!.version);
+      await assert.rejects(registry.leases.renewHeld(s, "edge-a", old.generation, 60_000), isConflict);
+      await assert.rejects(registry.leases.commitOffset(s, "edge-a", old.generation, 99), isConflict);
+      await assert.rejects(registry.leases.renewHeld(s, "edge-b", old.generation, 60_000), isConflict, "old number");
+      await assert.rejects(registry.leases.commitOffset(s, "edge-b", old.generation, 99), isConflict, "old number");
+      await registry.leases.releaseHeld(s, "edge-a", old.generation);
+      const now = await registry.leases.get(s);
+      assert.equal(now?.committed, 10, "the zombie did not move the offset");
+      assert.equal(now?.edgeId, "edge-b");
+      assert.equal(now?.released, false);
+      assert.equal(now?.version, taken.version);
+    });
+
+    it("keeps the committed offset across a takeover and a release", async () => {
+      const s = slot();
+      const first = await registry.leases.acquireFree(request(s, "edge-a"));
+      await registry.leases.commitOffset(s, "edge-a", first.generation, 41);
+      const afterCommit = await registry.leases.get(s);
+      assert.equal(afterCommit?.committed, 41);
+      assert.notEqual(afterCommit?.version, first.version, "a commit writes a new version");
+      const taken = await registry.leases.takeOver(request(s, "edge-b"), afterCommit!.version);
+      assert.equal(taken.committed, 41);
+      await registry.leases.commitOffset(s, "edge-b", taken.generation, 57);
+      await registry.leases.releaseHeld(s, "edge-b", taken.generation);
+      const again = await registry.leases.acquireFree(request(s, "edge-c"));
+      assert.equal(again.committed, 57);
+    });
+
+    it("renews a held lease with a new version, the reported counts and committed offset", async () => {
+      const s = slot();
+      const held = await registry.leases.acquireFree(request(s, "edge-a", 10_000));
+      await fixture.pass(20);
+      const renewed = await registry.leases.renewHeld(s, "edge-a", held.generation, 30_000, {
+        connections: 12,
+        committed: 7,
+      });
+      assert.ok(renewed.leaseUntil > held.leaseUntil);
+      assert.equal(renewed.leaseMs, 30_000);
+      assert.equal(renewed.connections, 12);
+      assert.equal(renewed.committed, 7);
+      assert.equal(renewed.generation, held.generation);
+      assert.notEqual(renewed.version, held.version);
+      assert.deepEqual(await registry.leases.get(s), renewed);
+      const plain = await registry.leases.renewHeld(s, "edge-a", held.generation, 30_000);
+      assert.equal(plain.committed, 7, "a renewal without an offset keeps the one written");
+      assert.equal(plain.connections, 12);
+      assert.notEqual(plain.version, renewed.version);
+      await assert.rejects(registry.leases.renewHeld(s, "edge-b", held.generation, 30_000), isConflict);
+      await assert.rejects(registry.leases.renewHeld(slot(), "edge-a", 1, 30_000), isConflict);
+      await registry.leases.releaseHeld(s, "edge-a", held.generation);
+      await assert.rejects(registry.leases.renewHeld(s, "edge-a", held.generation, 30_000), isConflict, "released");
+    });
+
+    it("refuses a committed offset that is not a whole number of at least 0", async () => {
+      const s = slot();
+      const held = await registry.leases.acquireFree(request(s, "edge-a"));
+      const invalid = (error: unknown): boolean => hasErrorCode(error, "invalid_argument");
+      await assert.rejects(registry.leases.commitOffset(s, "edge-a", held.generation, -1), invalid);
+      await assert.rejects(registry.leases.commitOffset(s, "edge-a", held.generation, 1.5), invalid);
+      await assert.rejects(registry.leases.renewHeld(s, "edge-a", held.generation, 1_000, { committed: -2 }), invalid);
+      assert.equal((await registry.leases.get(s))?.committed, null);
+    });
+
+    it("only ever raises the generation across acquireFree, takeOver and release cycles", async () => {
+      const s = slot();
+      const seen: number[] = [];
+      let lease = await registry.leases.acquireFree(request(s, "edge-a"));
+      seen.push(lease.generation);
+      for (const edgeId of ["edge-b", "edge-a", "edge-c"]) {
+        lease = await registry.leases.takeOver(request(s, edgeId), lease.version);
+        seen.push(lease.generation);
+        await registry.leases.releaseHeld(s, edgeId, lease.generation);
+        lease = await registry.leases.acquireFree(request(s, edgeId));
+        seen.push(lease.generation);
+        lease = await registry.leases.renewHeld(s, edgeId, lease.generation, 60_000);
+        seen.push(lease.generation);
+      }
+      assert.deepEqual(seen, [1, 2, 3, 3, 4, 5, 5, 6, 7, 7]);
+    });
+
+    it("gives acquire's new holders the next generation and a new version, and its holder the same generation", async () => {
+      const s = slot();
+      const first = await registry.leases.acquire({ slot: s, edgeId: "edge-a", host: "h", leaseMs: 300 });
+      assert.equal(first.generation, 1);
+      assert.equal(first.released, false);
+      const again = await registry.leases.acquire({ slot: s, edgeId: "edge-a", host: "h", leaseMs: 300 });
+      assert.equal(again.generation, 1, "the same holder");
+      assert.notEqual(again.version, first.version);
+      const renewed = await registry.leases.renew(s, "edge-a", 300, 3);
+      assert.notEqual(renewed.version, again.version, "renew writes a new version too");
+      assert.equal(renewed.generation, 1);
+      await registry.leases.commitOffset(s, "edge-a", 1, 5);
+      await fixture.pass(600);
+      const taken = await registry.leases.acquire({ slot: s, edgeId: "edge-b", host: "h", leaseMs: 60_000 });
+      assert.equal(taken.generation, 2);
+      assert.equal(taken.committed, 5);
+      await registry.leases.releaseHeld(s, "edge-b", 2);
+      await assert.rejects(registry.leases.renew(s, "edge-b", 60_000), isConflict, "a released lease is not renewed");
+      const back = await registry.leases.acquire({ slot: s, edgeId: "edge-b", host: "h", leaseMs: 60_000 });
+      assert.equal(back.generation, 3, "taking a released slot back is a new holding");
+      assert.equal(back.released, false);
+    });
+
     it("lists a device's outbox oldest first, overwrites by message id, and deletes", async () => {
       const deviceId = device("outbox");
       const now = fixture.now();

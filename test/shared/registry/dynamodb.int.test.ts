@@ -1,9 +1,10 @@
 /** Smoke test of the DynamoDB adapter's conditional writes against DynamoDB Local. */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { PutItemCommand } from "@aws-sdk/client-dynamodb";
 import { hasErrorCode, isTetherError } from "../../../shared/errors/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
-import { ensureTables } from "../../../shared/registry/dynamodb/index.ts";
+import { createDynamoClient, ensureTables } from "../../../shared/registry/dynamodb/index.ts";
 import { createTestAdapters, type TestAdapters, uniquePrefix } from "../../harness/index.ts";
 
 describe("DynamoDB adapter on DynamoDB Local", () => {
@@ -34,6 +35,49 @@ describe("DynamoDB adapter on DynamoDB Local", () => {
     assert.equal(error.code, "conflict");
     assert.equal((await leases.get(7))?.edgeId, "edge-a");
     await assert.rejects(leases.renew(7, "edge-b", 30_000), (failure) => hasErrorCode(failure, "conflict"));
+  });
+
+  test("reads a lease row written before fencing as generation 0, a derived version and no offset", async () => {
+    const client = createDynamoClient(adapters.dynamodb);
+    const legacyRow = (slot: number, edgeId: string) =>
+      client.send(
+        new PutItemCommand({
+          TableName: adapters.names.edgesTable,
+          Item: {
+            slot: { N: String(slot) },
+            edgeId: { S: edgeId },
+            host: { S: "h" },
+            startedAt: { N: "1000" },
+            leaseUntil: { N: "4000" },
+          },
+        }),
+      );
+    try {
+      await legacyRow(21, "edge-old");
+      await legacyRow(22, "edge-old");
+    } finally {
+      client.destroy();
+    }
+    const { leases } = adapters.registry;
+    const old = await leases.get(21);
+    assert.equal(old?.generation, 0);
+    assert.equal(old?.committed, null);
+    assert.equal(old?.released, false);
+    assert.equal(old?.leaseMs, 3000);
+    assert.ok(old !== null && old.version.length > 0);
+    await assert.rejects(
+      leases.takeOver({ slot: 21, edgeId: "edge-new", host: "h", leaseMs: 1000 }, "legacy-1000-3999"),
+      (failure) => hasErrorCode(failure, "conflict"),
+    );
+    const taken = await leases.takeOver({ slot: 21, edgeId: "edge-new", host: "h", leaseMs: 1000 }, old.version);
+    assert.equal(taken.generation, 1);
+    assert.equal(taken.edgeId, "edge-new");
+    const renewed = await leases.renewHeld(22, "edge-old", 0, 1000, { committed: 3 });
+    assert.equal(renewed.generation, 0);
+    assert.equal(renewed.committed, 3);
+    await leases.commitOffset(22, "edge-old", 0, 4);
+    await assert.rejects(leases.commitOffset(22, "edge-old", 1, 5), (failure) => hasErrorCode(failure, "conflict"));
+    assert.equal((await leases.get(22))?.committed, 4);
   });
 
   test("bumps a device's epoch on every claim and hands back the replaced owner", async () => {

@@ -10,6 +10,11 @@ function counting(leases: LeaseStore): { store: LeaseStore; reads: () => number 
     renew: (slot, edgeId, leaseMs, connections) => leases.renew(slot, edgeId, leaseMs, connections),
     release: (slot, edgeId) => leases.release(slot, edgeId),
     list: () => leases.list(),
+    acquireFree: (lease) => leases.acquireFree(lease),
+    takeOver: (lease, expectedVersion) => leases.takeOver(lease, expectedVersion),
+    renewHeld: (slot, edgeId, generation, leaseMs, extra) => leases.renewHeld(slot, edgeId, generation, leaseMs, extra),
+    commitOffset: (slot, edgeId, generation, offset) => leases.commitOffset(slot, edgeId, generation, offset),
+    releaseHeld: (slot, edgeId, generation) => leases.releaseHeld(slot, edgeId, generation),
     get: (slot) => {
       reads += 1;
       return leases.get(slot);

@@ -17,6 +17,8 @@ function clocked() {
 }
 
 const owner = { slot: 2, edgeId: "edge-a" };
+/** The fencing fields of a lease, for leases built by hand. */
+const fencing = { generation: 1, version: "v1", leaseMs: 1_000, committed: null, released: false } as const;
 
 test("an owner is live while its edge holds an unexpired lease on the record's slot", async () => {
   const { registry, clock, now } = clocked();
@@ -48,7 +50,7 @@ test("an owner is not live when its edge holds a lease on a different slot only"
 
 test("the clock is read after the lease, so a lease that runs out during the read does not count", async () => {
   const clock = { now: 1_000 };
-  const lease: SlotLease = { slot: 2, edgeId: "edge-a", host: "h", startedAt: 0, leaseUntil: 1_500 };
+  const lease: SlotLease = { slot: 2, edgeId: "edge-a", host: "h", startedAt: 0, leaseUntil: 1_500, ...fencing };
   const slow: LeaseReader = {
     get: async () => {
       clock.now = 2_000;
@@ -65,7 +67,7 @@ test("with a slot count, a record outside it is not live and no lease is read", 
   const reader: LeaseReader = {
     get: async (slot) => {
       reads += 1;
-      return { slot, edgeId: "edge-a", host: "h", startedAt: 0, leaseUntil: Number.MAX_SAFE_INTEGER };
+      return { slot, edgeId: "edge-a", host: "h", startedAt: 0, leaseUntil: Number.MAX_SAFE_INTEGER, ...fencing };
     },
   };
   const now = () => 1;
@@ -115,7 +117,7 @@ test("through a lease cache the same owner is answered the same way, reading the
 });
 
 test("a lease is live strictly before its leaseUntil, and held only by the edge it names", () => {
-  const lease: SlotLease = { slot: 0, edgeId: "edge-a", host: "h", startedAt: 0, leaseUntil: 100 };
+  const lease: SlotLease = { slot: 0, edgeId: "edge-a", host: "h", startedAt: 0, leaseUntil: 100, ...fencing };
   assert.equal(leaseLive(lease, 99), true);
   assert.equal(leaseLive(lease, 100), false);
   assert.equal(leaseHeldBy(lease, "edge-a", 99), true);
