@@ -127,13 +127,14 @@ export class EdgeService extends Construct {
     props.tables.connections.grantReadWriteData(this.task.taskDefinition.taskRole);
     props.tables.edges.grantReadWriteData(this.task.taskDefinition.taskRole);
     props.tables.outbox.grantReadWriteData(this.task.taskDefinition.taskRole);
-    // Requests and presence events out; replies in on its slot, and forwarded to another slot.
+    // Requests and presence events out; replies in on its slot, and forwarded to another slot;
+    // liveness beacons both ways.
     const names = props.kafka.names;
     // Each slot's consumer commits under `slotGroup(names, slot)`; the wildcard matches them all.
     const slotGroups = `${names.slotGroupPrefix}*`;
     props.kafka.grant(this.task.taskDefinition.taskRole, {
-      produce: [names.requestsTopic, names.eventsTopic, names.repliesTopic],
-      consume: [names.repliesTopic],
+      produce: [names.requestsTopic, names.eventsTopic, names.repliesTopic, names.edgesTopic],
+      consume: [names.repliesTopic, names.edgesTopic],
       groups: [slotGroups],
       createTopics: true,
     });

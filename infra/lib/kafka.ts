@@ -47,7 +47,7 @@ export interface KafkaAccess {
  * Topics are not created here: MSK Serverless has no CloudFormation topic resource, and the
  * edge and the worker run the idempotent `ensureTopics(tetherTopics(...))` when they start,
  * which keeps the partition counts in one place (shared/broker/topics.ts). Those two roles may
- * therefore create the five Tether topics (and no others); every role may describe them.
+ * therefore create the six Tether topics (and no others); every role may describe them.
  */
 export class Kafka extends Construct {
   readonly mode: KafkaMode["mode"];
@@ -170,6 +170,7 @@ export class Kafka extends Construct {
       this.names.repliesTopic,
       this.names.downlinkTopic,
       this.names.eventsTopic,
+      this.names.edgesTopic,
       this.names.dlqTopic,
     ];
     role.addToPrincipalPolicy(

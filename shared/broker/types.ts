@@ -112,19 +112,48 @@ export interface GroupConsumer {
   close(timeoutMs?: number): Promise<void>;
 }
 
+/**
+ * Where a partition consumer keeps its position instead of the group's committed offsets: the
+ * edge keeps its reply slot's offset in its lease row, written only under its own lease
+ * generation, so a holder that lost the slot cannot move it.
+ */
+export interface SlotOffsets {
+  /** The offset to start at; `null` when none is stored (the consumer uses its `fallback`). */
+  load(): Promise<number | null>;
+  /**
+   * Stores the next offset to read: every message before it was handled and its `Pending`, if
+   * any, became durable. Called on the consumer's commit schedule, one call at a time, with a
+   * watermark that only grows. A rejection is logged and the watermark is offered again at the
+   * next commit; consumption goes on.
+   */
+  save(nextOffset: number): Promise<void>;
+}
+
 export interface PartitionConsumerOptions extends DispatchOptions {
   /** Offsets are committed under this group id, so a successor resumes where this one stopped. */
   readonly groupId: string;
   readonly topic: string;
   readonly partition: number;
-  /** Where to start when the group has no committed offset for the partition. Default `earliest`. */
+  /**
+   * Where to start when there is no stored offset for the partition (or it is out of the log's
+   * range). Default `earliest`. `latest` is fixed when `start()` resolves: everything produced
+   * after that is read.
+   */
   readonly fallback?: "earliest" | "latest";
+  /**
+   * When given, the position is loaded from and saved to it, and nothing is committed to the
+   * broker under `groupId`.
+   */
+  readonly offsets?: SlotOffsets;
 }
 
 /** Reads one fixed partition, without group membership (the edge's reply slot). */
 export interface PartitionConsumer {
   start(handler: MessageHandler): Promise<void>;
-  /** Commits what is done so far; also happens periodically and on close. */
+  /**
+   * Commits what is done so far (or saves it, with `offsets`); also happens periodically and on
+   * close. Rejects when the broker or `offsets.save` refused.
+   */
   commit(): Promise<void>;
   /** Stops at once: no handler is called after this resolves. Safe to call twice. */
   close(timeoutMs?: number): Promise<void>;
@@ -148,6 +177,11 @@ export interface BrokerAdmin {
    * For lag metrics and tests.
    */
   groupLag(groupId: string, topic: string): Promise<number>;
+  /**
+   * The log end offset (high watermark: the offset the next message will get) of each partition
+   * of `topic`, indexed by partition; rejects with `not_found` when the topic does not exist.
+   */
+  endOffsets(topic: string): Promise<readonly number[]>;
   /** A cheap call that proves the broker answers; rejects with `unavailable` otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

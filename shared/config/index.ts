@@ -164,6 +164,8 @@ export interface ResourceNames {
   readonly repliesTopic: string;
   readonly downlinkTopic: string;
   readonly eventsTopic: string;
+  /** Edge liveness beacons: one partition, short retention, read from its end. */
+  readonly edgesTopic: string;
   readonly dlqTopic: string;
   readonly connectionsTable: string;
   readonly edgesTable: string;
@@ -186,6 +188,7 @@ export function resourceNames(prefix = ""): ResourceNames {
     repliesTopic: `${prefix}replies`,
     downlinkTopic: `${prefix}downlink`,
     eventsTopic: `${prefix}events`,
+    edgesTopic: `${prefix}edges`,
     dlqTopic: `${prefix}requests.dlq`,
     connectionsTable: `${prefix}connections`,
     edgesTable: `${prefix}edges`,

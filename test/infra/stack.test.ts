@@ -433,19 +433,25 @@ describe("environment variables", () => {
 });
 
 describe("IAM per role", () => {
-  test("the edge role produces requests, events and replies, reads replies, and uses only edge-slot groups", () => {
+  test("the edge role produces requests, events, replies and beacons, reads replies and beacons, and uses only edge-slot groups", () => {
     const built = build();
     const statements = statementsOf(built, roles(built.stack).edge);
     assert.deepEqual(kafkaResources(statements, "kafka-cluster:WriteData"), [
+      "topic/tether-test/<select>/edges",
       "topic/tether-test/<select>/events",
       "topic/tether-test/<select>/replies",
       "topic/tether-test/<select>/requests",
     ]);
-    assert.deepEqual(kafkaResources(statements, "kafka-cluster:ReadData"), ["topic/tether-test/<select>/replies"]);
+    assert.deepEqual(kafkaResources(statements, "kafka-cluster:ReadData"), [
+      "topic/tether-test/<select>/edges",
+      "topic/tether-test/<select>/replies",
+    ]);
     assert.deepEqual(kafkaResources(statements, "kafka-cluster:AlterGroup"), [
       "group/tether-test/<select>/edge-slot-*",
     ]);
-    assert.equal(kafkaResources(statements, "kafka-cluster:CreateTopic").length, 5);
+    const created = kafkaResources(statements, "kafka-cluster:CreateTopic");
+    assert.equal(created.length, 6);
+    assert.ok(created.includes("topic/tether-test/<select>/edges"), "the edge may create the beacon topic");
   });
 
   test("the worker role reads requests and downlink, writes replies and the DLQ, and commits as workers and router", () => {
@@ -475,7 +481,7 @@ describe("IAM per role", () => {
     for (const action of ["kafka-cluster:ReadData", "kafka-cluster:AlterGroup", "kafka-cluster:CreateTopic"]) {
       assert.deepEqual(kafkaResources(statements, action), [], action);
     }
-    assert.equal(kafkaResources(statements, "kafka-cluster:DescribeTopic").length, 5);
+    assert.equal(kafkaResources(statements, "kafka-cluster:DescribeTopic").length, 6);
   });
 
   test("every producer may write idempotently and connect, on the cluster's ARN only", () => {

@@ -1,3 +1,4 @@
+import { sleep } from "../../async/index.ts";
 import type { KafkaSettings } from "../../config/index.ts";
 import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
@@ -151,6 +152,27 @@ export class KafkaAdmin implements BrokerAdmin {
       lag += Math.max(0, end - from);
     }
     return lag;
+  }
+
+  endOffsets(topic: string): Promise<readonly number[]> {
+    return this.#use(async (admin) => {
+      const count = await this.#partitionCount(admin, topic);
+      const partitions = Array.from({ length: count }, (_, partition) => ({ topic, partition }));
+      // A topic created a moment ago answers without offsets until its leaders are elected.
+      const deadline = Date.now() + opTimeoutMs;
+      for (;;) {
+        const latest = await this.#listOffsets(admin, partitions, native.AdminClient.OffsetSpec.LATEST);
+        const ends = partitions.map(({ partition }) => latest.get(partition) ?? Number.NaN);
+        const missing = ends.findIndex((end) => !(Number.isSafeInteger(end) && end >= 0));
+        if (missing < 0) return ends;
+        if (Date.now() > deadline) {
+          throw new TetherError("unavailable", `no end offset for ${topic}:${missing}`, {
+            details: { topic, partition: missing },
+          });
+        }
+        await sleep(50);
+      }
+    });
   }
 
   async #listOffsets(

@@ -3,6 +3,7 @@ import type { KafkaSettings } from "../../config/index.ts";
 import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
 import { Dispatcher, type DispatcherOptions } from "../dispatch.ts";
+import { OffsetSaver } from "../offsets.ts";
 import type {
   GroupConsumer,
   GroupConsumerOptions,
@@ -371,12 +372,16 @@ export class KafkaGroupConsumer implements GroupConsumer {
   }
 }
 
-/** Reads one fixed partition without joining the group; commits under the group id. */
+/**
+ * Reads one fixed partition without joining the group; commits under the group id, or hands its
+ * position to `offsets` when given (and then commits nothing).
+ */
 export class KafkaPartitionConsumer implements PartitionConsumer {
   readonly #settings: KafkaSettings;
   readonly #logger: Logger;
   readonly #options: PartitionConsumerOptions;
   readonly #tuning: ConsumerTuning;
+  readonly #saver: OffsetSaver | undefined;
   #status: Status = "idle";
   #run: Run | undefined;
   #commitTimer: NodeJS.Timeout | undefined;
@@ -387,6 +392,7 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
     this.#options = options;
     this.#tuning = tuning;
     this.#logger = logger.child({ groupId: options.groupId, topic: options.topic, partition: options.partition });
+    this.#saver = options.offsets === undefined ? undefined : new OffsetSaver(options.offsets, this.#logger);
   }
 
   async start(handler: MessageHandler): Promise<void> {
@@ -412,10 +418,6 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
     try {
       await connect(consumer, 15_000);
       if (this.#status !== "running") return;
-      // The committed offset is read here, with retries, and the partition assigned at it.
-      // Left to assign() itself, librdkafka gives up for good when that read meets a
-      // request-level NOT_COORDINATOR (a group coordinator still loading, or just moved): the
-      // partition stays assigned and is never fetched (confluentinc/librdkafka#5586).
       const offset = await this.#startOffset(consumer);
       if (this.#status !== "running") return;
       consumer.assign([{ topic, partition, offset }]);
@@ -428,26 +430,66 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
     this.#commitTimer.unref();
   }
 
-  /** The group's committed offset of the partition, else the fallback (-1 latest, -2 earliest). */
+  /**
+   * The stored offset of the partition (the group's committed one, or what `offsets` loads),
+   * else the fallback: -2 for earliest, the partition's current end for latest. The end is
+   * fixed here rather than left to librdkafka (-1), so that a message produced once start()
+   * resolved is read.
+   */
   async #startOffset(consumer: NativeConsumer): Promise<number> {
+    const offsets = this.#options.offsets;
+    const stored =
+      offsets === undefined
+        ? await this.#retrying("read committed offset", () => this.#committedOffset(consumer))
+        : await offsets.load();
+    if (stored !== null) {
+      if (!Number.isSafeInteger(stored) || stored < 0) {
+        throw new TetherError("invalid_argument", `stored offset ${stored} is not an offset`);
+      }
+      return stored;
+    }
+    if (this.#options.fallback !== "latest") return -2;
+    return await this.#retrying("read end offset", () => this.#endOffset(consumer));
+  }
+
+  /**
+   * Read here rather than left to assign() itself: librdkafka gives up for good when that read
+   * meets a request-level NOT_COORDINATOR (a group coordinator still loading, or just moved), and
+   * the partition stays assigned but is never fetched (confluentinc/librdkafka#5586).
+   */
+  async #committedOffset(consumer: NativeConsumer): Promise<number | null> {
     const { topic, partition } = this.#options;
-    const fallback = this.#options.fallback === "latest" ? -1 : -2;
+    const [entry] = await new Promise<NativeTopicPartition[]>((resolve, reject) => {
+      consumer.committed([{ topic, partition }], 5000, (error, result) => {
+        if (error) reject(error);
+        else resolve(result ?? []);
+      });
+    });
+    if (entry?.error !== undefined && entry.error !== null && entry.error.code !== 0) throw entry.error;
+    const offset = entry?.offset;
+    return typeof offset === "number" && offset >= 0 ? offset : null;
+  }
+
+  #endOffset(consumer: NativeConsumer): Promise<number> {
+    const { topic, partition } = this.#options;
+    return new Promise<number>((resolve, reject) => {
+      consumer.queryWatermarkOffsets(topic, partition, 5000, (error, watermarks) => {
+        if (error) reject(error);
+        else resolve(watermarks.highOffset);
+      });
+    });
+  }
+
+  /** Runs `read` until it succeeds, for up to a minute while the consumer is running. */
+  async #retrying<T>(what: string, read: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + 60_000;
     for (let attempt = 1; ; attempt++) {
       try {
-        const [entry] = await new Promise<NativeTopicPartition[]>((resolve, reject) => {
-          consumer.committed([{ topic, partition }], 5000, (error, result) => {
-            if (error) reject(error);
-            else resolve(result ?? []);
-          });
-        });
-        if (entry?.error !== undefined && entry.error !== null && entry.error.code !== 0) throw entry.error;
-        const offset = entry?.offset;
-        return typeof offset === "number" && offset >= 0 ? offset : fallback;
+        return await read();
       } catch (error) {
-        if (Date.now() > deadline || this.#status !== "running") throw kafkaError("read committed offset", error);
+        if (Date.now() > deadline || this.#status !== "running") throw kafkaError(what, error);
         if (attempt === 1)
-          this.#logger.warn({ err: kafkaError("committed", error) }, "reading the committed offset failed; retrying");
+          this.#logger.warn({ err: kafkaError(what, error), what }, "reading the start offset failed; retrying");
         await sleep(Math.min(2000, 100 * attempt));
       }
     }
@@ -459,7 +501,8 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
     const { topic, partition } = this.#options;
     const position = run.dispatcher.position(topic, partition);
     if (position < 0) return;
-    await run.committer.commit(new Map([[`${topic}:${partition}`, position]]));
+    if (this.#saver !== undefined) await this.#saver.save(position);
+    else await run.committer.commit(new Map([[`${topic}:${partition}`, position]]));
   }
 
   close(timeoutMs = 10_000): Promise<void> {

@@ -93,6 +93,13 @@ export interface NativeConsumer extends NativeClient {
   setDefaultIsTimeoutOnlyForFirstMessage(enabled: boolean): void;
   commitCb(partitions: NativeTopicPartition[], callback: (error: NativeError | null | undefined) => void): void;
   committed(partitions: NativeTopicPartition[], timeoutMs: number, callback: Callback<NativeTopicPartition[]>): void;
+  /** Asks the partition's leader for its low and high watermarks. */
+  queryWatermarkOffsets(
+    topic: string,
+    partition: number,
+    timeoutMs: number,
+    callback: Callback<{ highOffset: number; lowOffset: number }>,
+  ): void;
   pause(partitions: NativeTopicPartition[]): void;
   resume(partitions: NativeTopicPartition[]): void;
 }

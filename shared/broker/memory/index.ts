@@ -4,9 +4,11 @@
  * embedded mode runs on it, and the broker contract suite holds it to the Kafka adapter's
  * behaviour. Nothing is ever deleted (no retention): it lives as long as the process.
  */
+import { withTimeout } from "../../async/index.ts";
 import { ErrorCode, TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
 import { Dispatcher } from "../dispatch.ts";
+import { OffsetSaver } from "../offsets.ts";
 import type {
   Broker,
   BrokerAdmin,
@@ -503,14 +505,14 @@ function checkStartable(closed: boolean, started: boolean): void {
 class Consumption {
   readonly dispatcher: Dispatcher;
   readonly fetcher: Fetcher;
-  readonly #commit: () => void;
+  readonly #commit: () => Promise<void> | undefined;
   #commitScheduled = false;
 
   constructor(
     cluster: Cluster,
     options: { concurrency?: number; orderBy?: "key" | "partition" },
     handler: MessageHandler,
-    commit: () => void,
+    commit: () => Promise<void> | undefined,
   ) {
     this.#commit = commit;
     this.dispatcher = new Dispatcher({
@@ -544,12 +546,17 @@ class Consumption {
     this.fetcher = new Fetcher(this.dispatcher, cluster.maxPending);
   }
 
-  /** Stops fetching, waits up to `timeoutMs` for the handlers in flight, then commits. */
+  /**
+   * Stops fetching, waits up to `timeoutMs` for the handlers in flight, then commits. A save
+   * that fails was logged where it failed, and one that hangs is given up after 5 s, as the
+   * Kafka adapter's final commit is; closing goes on either way.
+   */
   async stop(timeoutMs: number): Promise<void> {
     this.fetcher.stop();
     this.dispatcher.close();
     await this.dispatcher.drain(timeoutMs);
-    this.#commit();
+    const saving = this.#commit();
+    if (saving !== undefined) await withTimeout(saving, 5000, "final offset save").catch(() => {});
   }
 
   #scheduleCommit(): void {
@@ -557,7 +564,7 @@ class Consumption {
     this.#commitScheduled = true;
     setImmediate(() => {
       this.#commitScheduled = false;
-      this.#commit();
+      void this.#commit()?.catch(() => {});
     });
   }
 }
@@ -592,7 +599,10 @@ class MemoryGroupConsumer implements GroupConsumer {
   async start(handler: MessageHandler): Promise<void> {
     checkStartable(this.#closed, this.#started);
     this.#started = true;
-    this.#run = new Consumption(this.#cluster, this.#options, handler, () => this.#commit());
+    this.#run = new Consumption(this.#cluster, this.#options, handler, () => {
+      this.#commit();
+      return undefined;
+    });
     await this.#cluster.join(this.#group, this.#member);
   }
 
@@ -661,6 +671,7 @@ class MemoryGroupConsumer implements GroupConsumer {
 class MemoryPartitionConsumer implements PartitionConsumer {
   readonly #cluster: Cluster;
   readonly #options: PartitionConsumerOptions;
+  readonly #saver: OffsetSaver | undefined;
   #run: Consumption | undefined;
   #started = false;
   #closed = false;
@@ -669,11 +680,18 @@ class MemoryPartitionConsumer implements PartitionConsumer {
   constructor(cluster: Cluster, options: PartitionConsumerOptions) {
     this.#cluster = cluster;
     this.#options = { ...options };
+    this.#saver =
+      options.offsets === undefined
+        ? undefined
+        : new OffsetSaver(
+            options.offsets,
+            cluster.logger?.child({ groupId: options.groupId, topic: options.topic, partition: options.partition }),
+          );
   }
 
   async start(handler: MessageHandler): Promise<void> {
     checkStartable(this.#closed, this.#started);
-    const { topic, partition, groupId } = this.#options;
+    const { topic, partition } = this.#options;
     const log = this.#cluster.log(topic, partition);
     if (log === undefined) {
       this.#cluster.requireTopic(topic);
@@ -682,14 +700,30 @@ class MemoryPartitionConsumer implements PartitionConsumer {
       });
     }
     this.#started = true;
+    const stored = await this.#storedOffset(log);
+    if (this.#closed) return;
     this.#run = new Consumption(this.#cluster, this.#options, handler, () => this.#commit());
-    const committed = this.#cluster.committed(groupId, topic, partition);
-    const start = committed ?? (this.#options.fallback === "latest" ? log.end() : log.start());
+    const start = stored ?? (this.#options.fallback === "latest" ? log.end() : log.start());
     this.#run.fetcher.add(log, start);
   }
 
+  /**
+   * The group's committed offset, or what `offsets` loads; a loaded offset outside the log
+   * counts as none, as Kafka resets an out-of-range position to the fallback.
+   */
+  async #storedOffset(log: PartitionLog): Promise<number | undefined> {
+    const { topic, partition, groupId, offsets } = this.#options;
+    if (offsets === undefined) return this.#cluster.committed(groupId, topic, partition);
+    const loaded = await offsets.load();
+    if (loaded === null) return undefined;
+    if (!Number.isSafeInteger(loaded) || loaded < 0) {
+      throw new TetherError(ErrorCode.InvalidArgument, `stored offset ${loaded} is not an offset`);
+    }
+    return loaded < log.start() || loaded > log.end() ? undefined : loaded;
+  }
+
   async commit(): Promise<void> {
-    this.#commit();
+    await this.#commit();
   }
 
   close(timeoutMs = defaultCloseTimeoutMs): Promise<void> {
@@ -702,10 +736,13 @@ class MemoryPartitionConsumer implements PartitionConsumer {
     await this.#run?.stop(timeoutMs);
   }
 
-  #commit(): void {
+  #commit(): Promise<void> | undefined {
     const { topic, partition, groupId } = this.#options;
     const position = this.#run?.dispatcher.position(topic, partition) ?? -1;
-    if (position >= 0) this.#cluster.commit(groupId, topic, partition, position);
+    if (position < 0) return undefined;
+    if (this.#saver !== undefined) return this.#saver.save(position);
+    this.#cluster.commit(groupId, topic, partition, position);
+    return undefined;
   }
 }
 
@@ -726,6 +763,10 @@ class MemoryAdmin implements BrokerAdmin {
 
   async groupLag(groupId: string, topic: string): Promise<number> {
     return this.#cluster.groupLag(groupId, topic);
+  }
+
+  async endOffsets(topic: string): Promise<readonly number[]> {
+    return this.#cluster.requireTopic(topic).partitions.map((log) => log.end());
   }
 
   async ping(): Promise<void> {

@@ -544,5 +544,167 @@ export function brokerContract(
       });
       assert.equal(attempts, 3);
     });
+
+    it("starts a partition consumer with offsets at the offset they load", async (t) => {
+      const topic = await makeTopic("offsets-load", 1);
+      for (let i = 0; i < 5; i += 1) await producer.send({ topic, value: `v-${i}`, partition: 0 });
+      let loads = 0;
+      const received: IncomingMessage[] = [];
+      const consumer = fixture.broker.partitionConsumer({
+        groupId: unique("g"),
+        topic,
+        partition: 0,
+        offsets: {
+          load: async () => {
+            loads += 1;
+            return 3;
+          },
+          save: async () => {},
+        },
+      });
+      t.after(() => consumer.close());
+      await consumer.start(async (message) => {
+        received.push(message);
+      });
+      await waitUntil("the two messages from offset 3", () => received.length >= 2, fixture.waitMs);
+      await sleep(fixture.settleMs);
+      assert.deepEqual(received.map(text), ["v-3", "v-4"]);
+      assert.equal(received[0]!.offset, "3");
+      assert.equal(loads, 1);
+    });
+
+    it("saves growing watermarks of handled, durable messages to offsets and commits nothing to the group", async (t) => {
+      const topic = await makeTopic("offsets-save", 1);
+      const groupId = unique("g");
+      const durable = gate();
+      t.after(() => durable.release());
+      const saves: number[] = [];
+      const handled: string[] = [];
+      const consumer = fixture.broker.partitionConsumer({
+        groupId,
+        topic,
+        partition: 0,
+        offsets: {
+          load: async () => null,
+          save: async (next) => {
+            saves.push(next);
+          },
+        },
+      });
+      t.after(() => consumer.close());
+      await consumer.start(async (message) => {
+        handled.push(text(message));
+        if (text(message) === "v-1") return { durable: durable.promise };
+        return undefined;
+      });
+      for (let i = 0; i < 4; i += 1) await producer.send({ topic, key: "k", value: `v-${i}`, partition: 0 });
+      await waitUntil("four handled messages", () => handled.length >= 4, fixture.waitMs);
+      await consumer.commit();
+      await sleep(fixture.settleMs);
+      assert.ok(
+        saves.every((next) => next <= 1),
+        `nothing past the message not yet durable is saved (${saves.join(",")})`,
+      );
+      durable.release();
+      await waitUntil(
+        "the watermark past all four",
+        async () => {
+          await consumer.commit();
+          return saves.at(-1) === 4;
+        },
+        fixture.waitMs,
+      );
+      for (let i = 1; i < saves.length; i += 1) assert.ok(saves[i]! > saves[i - 1]!, `saves grow: ${saves.join(",")}`);
+      await consumer.close();
+      assert.equal(saves.at(-1), 4, "closing saves nothing new");
+      await withAdmin(async (admin) => {
+        assert.equal(await admin.groupLag(groupId, topic), 4, "nothing was committed under the group");
+      });
+      // A consumer of the same group without offsets finds no committed offset either.
+      const again: IncomingMessage[] = [];
+      const second = fixture.broker.partitionConsumer({ groupId, topic, partition: 0 });
+      t.after(() => second.close());
+      await second.start(async (message) => {
+        again.push(message);
+      });
+      await waitUntil("the four messages again", () => again.length >= 4, fixture.waitMs);
+      assert.equal(again[0]!.offset, "0");
+    });
+
+    it("keeps consuming when saving the offset rejects, and offers the watermark again at the next commit", async (t) => {
+      const topic = await makeTopic("offsets-reject", 1);
+      let failing = true;
+      const attempts: number[] = [];
+      let saved = -1;
+      const received: IncomingMessage[] = [];
+      const consumer = fixture.broker.partitionConsumer({
+        groupId: unique("g"),
+        topic,
+        partition: 0,
+        offsets: {
+          load: async () => null,
+          save: async (next) => {
+            attempts.push(next);
+            if (failing) throw new Error("lease lost");
+            saved = next;
+          },
+        },
+      });
+      t.after(() => consumer.close());
+      await consumer.start(async (message) => {
+        received.push(message);
+      });
+      await producer.send({ topic, value: "a", partition: 0 });
+      await producer.send({ topic, value: "b", partition: 0 });
+      await waitUntil("two messages", () => received.length >= 2, fixture.waitMs);
+      await assert.rejects(consumer.commit(), /lease lost/);
+      await producer.send({ topic, value: "c", partition: 0 });
+      await waitUntil("the message after the failed save", () => received.length >= 3, fixture.waitMs);
+      await assert.rejects(consumer.commit(), /lease lost/);
+      await assert.rejects(consumer.commit(), /lease lost/);
+      assert.ok(attempts.filter((next) => next === 3).length >= 2, `the watermark is offered again (${attempts})`);
+      failing = false;
+      await consumer.commit();
+      assert.equal(saved, 3);
+      assert.deepEqual(received.map(text), ["a", "b", "c"]);
+    });
+
+    it("reads beacons from the end without committing when offsets load nothing and the fallback is latest", async (t) => {
+      const topic = await makeTopic("beacons", 1);
+      const groupId = unique("g");
+      for (let i = 0; i < 3; i += 1) await producer.send({ topic, value: `old-${i}`, partition: 0 });
+      const received: IncomingMessage[] = [];
+      const consumer = fixture.broker.partitionConsumer({
+        groupId,
+        topic,
+        partition: 0,
+        fallback: "latest",
+        offsets: { load: async () => null, save: async () => {} },
+      });
+      t.after(() => consumer.close());
+      await consumer.start(async (message) => {
+        received.push(message);
+      });
+      for (let i = 0; i < 3; i += 1) await producer.send({ topic, value: `new-${i}`, partition: 0 });
+      await waitUntil("the three new messages", () => received.length >= 3, fixture.waitMs);
+      await sleep(fixture.settleMs);
+      assert.deepEqual(received.map(text), ["new-0", "new-1", "new-2"]);
+      assert.equal(received[0]!.offset, "3");
+      await consumer.close();
+      await withAdmin(async (admin) => {
+        assert.equal(await admin.groupLag(groupId, topic), 6, "nothing was committed under the group");
+      });
+    });
+
+    it("reports each partition's end offset, the offset its next message gets", async () => {
+      const topic = await makeTopic("ends", 3);
+      await withAdmin(async (admin) => {
+        assert.deepEqual([...(await admin.endOffsets(topic))], [0, 0, 0]);
+        for (let i = 0; i < 4; i += 1) await producer.send({ topic, value: `one-${i}`, partition: 1 });
+        for (let i = 0; i < 2; i += 1) await producer.send({ topic, value: `two-${i}`, partition: 2 });
+        assert.deepEqual([...(await admin.endOffsets(topic))], [0, 4, 2]);
+        await assert.rejects(admin.endOffsets(unique("missing")), (error) => hasErrorCode(error, "not_found"));
+      });
+    });
   });
 }

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
+import { Writable } from "node:stream";
 import { test } from "node:test";
 import { createBroker } from "../../../shared/broker/index.ts";
 import { MemoryBroker, murmur2, partitionForKey, toPositive } from "../../../shared/broker/memory/index.ts";
 import type { IncomingMessage } from "../../../shared/broker/types.ts";
 import { ConfigReader, readCommonConfig } from "../../../shared/config/index.ts";
 import { hasErrorCode } from "../../../shared/errors/index.ts";
-import { silentLogger } from "../../../shared/log/index.ts";
+import { createLogger, silentLogger } from "../../../shared/log/index.ts";
 import { brokerContract, waitUntil } from "./contract.ts";
 
 brokerContract("memory", async () => ({ broker: new MemoryBroker(), prefix: "", settleMs: 50, waitMs: 5_000 }), {
@@ -248,4 +249,41 @@ test("the broker factory picks the adapter the configuration names", async () =>
   );
   // Making the Kafka broker connects nothing, so no broker needs to listen here.
   assert.equal((await createBroker(kafka, silentLogger())).kind, "kafka");
+});
+
+test("a partition consumer logs a rejected offset save with its error and keeps its messages coming", async (t) => {
+  const lines: Array<{ level: number; msg: string; err?: { message: string } }> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split("\n")) if (line !== "") lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  const broker = new MemoryBroker({ logger: createLogger({ name: "test", level: "debug", destination: sink }) });
+  await broker.admin().ensureTopics([{ name: "t", partitions: 1 }]);
+  const producer = broker.producer();
+  t.after(() => producer.close());
+  const values: string[] = [];
+  const consumer = broker.partitionConsumer({
+    groupId: "g",
+    topic: "t",
+    partition: 0,
+    offsets: {
+      load: async () => null,
+      save: async () => {
+        throw new Error("stale generation");
+      },
+    },
+  });
+  t.after(() => consumer.close());
+  await consumer.start(async (m) => void values.push(m.value.toString()));
+  await producer.send({ topic: "t", value: "a", partition: 0 });
+  await waitUntil(
+    "a failed save to be logged",
+    () => lines.some((line) => line.err?.message === "stale generation"),
+    5_000,
+  );
+  await producer.send({ topic: "t", value: "b", partition: 0 });
+  await waitUntil("the next message", () => values.length === 2, 5_000);
+  assert.equal(lines.find((line) => line.err?.message === "stale generation")?.level, 40);
 });
