@@ -37,3 +37,10 @@ export function checkOffset(offset: number): void {
     throw new TetherError(ErrorCode.InvalidArgument, "a committed offset must be a whole number of at least 0");
   }
 }
+
+/** Refuses a hello attempt number that is not a whole number of at least 1. */
+export function checkAttempt(attempt: number): void {
+  if (!Number.isSafeInteger(attempt) || attempt < 1) {
+    throw new TetherError(ErrorCode.InvalidArgument, "a hello attempt must be a whole number of at least 1");
+  }
+}

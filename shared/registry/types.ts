@@ -14,9 +14,20 @@ export interface ConnectionRecord {
   readonly epoch: number;
   /** Milliseconds since the epoch. */
   readonly connectedAt: number;
+  /**
+   * The highest hello attempt (from {@link ConnectionStore.beginAttempt}) that claimed the
+   * device; absent while no claim carried one.
+   */
+  readonly attempt?: number;
 }
 
-export type ConnectionClaim = Omit<ConnectionRecord, "epoch">;
+export interface ConnectionClaim extends Omit<ConnectionRecord, "epoch" | "attempt"> {
+  /**
+   * The hello's attempt number from {@link ConnectionStore.beginAttempt}. With it the claim wins
+   * only over lower attempts: one whose attempt, or a higher one, already claimed is refused.
+   */
+  readonly attempt?: number;
+}
 
 export interface ClaimResult {
   /** The record as written, with its new epoch. */
@@ -32,15 +43,29 @@ export interface Page<T> {
 }
 
 export interface ConnectionStore {
-  /** Makes `claim` the device's owner, atomically bumping the epoch. */
+  /**
+   * Takes the device's next hello attempt number, atomically: concurrent calls get distinct,
+   * increasing numbers. Creates the device's item without an owner when it has none.
+   */
+  beginAttempt(deviceId: string): Promise<number>;
+  /**
+   * Makes `claim` the device's owner, atomically bumping the epoch. With `claim.attempt`, only
+   * while no claim of that attempt or a higher one was made; rejects with `conflict` otherwise
+   * and changes nothing.
+   */
   claim(claim: ConnectionClaim): Promise<ClaimResult>;
+  /** The device's owner; null when it has none (never claimed, or released). */
   get(deviceId: string): Promise<ConnectionRecord | null>;
-  /** Deletes the record only if it still names `connId`; returns whether it did. */
+  /**
+   * Removes the owner only if the record still names `connId`; returns whether it did. The
+   * device's epoch and attempt counters stay, so no older attempt can claim afterwards.
+   */
   release(deviceId: string, connId: string): Promise<boolean>;
   /**
    * Hands the record back to `previous` (the owner a claim replaced) if it still names `connId`,
    * with an epoch higher than any before; returns whether it did. For a claim whose connection
-   * closed before its welcome: the connection it displaced is still the device's live one.
+   * closed before its welcome: the connection it displaced is still the device's live one. The
+   * highest claimed attempt stays as it is.
    */
   restore(connId: string, previous: ConnectionRecord): Promise<boolean>;
   /** One edge's devices (the GSI on edgeId), a page at a time. */

@@ -3,8 +3,11 @@
  * client. The only module of the project that imports the AWS SDK for DynamoDB.
  *
  * Tables (names from {@link ResourceNames}):
- * - connections: pk `deviceId`; GSI `byEdge` on `edgeId`. A released connection keeps its row
- *   as a tombstone holding only `deviceId` and `epoch`, so the epoch keeps going up.
+ * - connections: pk `deviceId`; GSI `byEdge` on `edgeId`. Owner attributes edgeId, slot,
+ *   connId, connectedAt; counters `epoch`, `attempts` (hello attempts taken) and
+ *   `claimedAttempt` (highest attempt that claimed). A released connection keeps its item
+ *   without the owner attributes, so the counters keep going up, with `expiresAt` (epoch
+ *   seconds, TTL) a day ahead; a claim removes `expiresAt`.
  * - edges: pk `slot` (number); one lease per slot: edgeId, host, startedAt, leaseUntil,
  *   connections, and for fencing `generation` (number), `version` (string, new on every write),
  *   `leaseMs`, `committed` (number, absent until written) and `released` (boolean). A row
@@ -34,7 +37,7 @@ import { Limiter } from "../../async/index.ts";
 import type { DynamoDbSettings, ResourceNames } from "../../config/index.ts";
 import { type ErrorCode, hasErrorCode, isTetherError, TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
-import { ClosedGuard, checkOffset, outboxOrder, pageLimit } from "../rules.ts";
+import { ClosedGuard, checkAttempt, checkOffset, outboxOrder, pageLimit } from "../rules.ts";
 import type {
   ClaimResult,
   ConnectionClaim,
@@ -282,6 +285,7 @@ class Table {
 
 function toConnection(item: Item): ConnectionRecord | null {
   if (item.connId === undefined) return null;
+  const attempt = optionalNum(item, "claimedAttempt");
   return {
     deviceId: str(item, "deviceId"),
     edgeId: str(item, "edgeId"),
@@ -289,7 +293,16 @@ function toConnection(item: Item): ConnectionRecord | null {
     connId: str(item, "connId"),
     epoch: num(item, "epoch"),
     connectedAt: num(item, "connectedAt"),
+    ...(attempt === undefined ? {} : { attempt }),
   };
+}
+
+/** How long a device's item without an owner is kept: its counters matter for in-flight hellos only. */
+const IDLE_DEVICE_TTL_S = 24 * 60 * 60;
+
+/** The `expiresAt` (epoch seconds, DynamoDB's TTL) of a device's item that has no owner from now on. */
+function idleExpiry(): AttributeValue {
+  return N(Math.ceil(Date.now() / 1000) + IDLE_DEVICE_TTL_S);
 }
 
 class DynamoConnectionStore implements ConnectionStore {
@@ -299,15 +312,54 @@ class DynamoConnectionStore implements ConnectionStore {
     this.#table = table;
   }
 
-  claim(claim: ConnectionClaim): Promise<ClaimResult> {
-    return this.#table.run("claim connection", async (client, table) => {
+  async beginAttempt(deviceId: string): Promise<number> {
+    this.#table.guard.check();
+    const key = { deviceId: S(deviceId) };
+    try {
+      try {
+        // No owner (or no item): the item may be left without one, so it gets an expiry.
+        const result = await this.#table.client.send(
+          new UpdateItemCommand({
+            TableName: this.#table.name,
+            Key: key,
+            UpdateExpression: "ADD attempts :one SET expiresAt = :expires",
+            ConditionExpression: "attribute_not_exists(connId)",
+            ExpressionAttributeValues: { ":one": N(1), ":expires": idleExpiry() },
+            ReturnValues: "UPDATED_NEW",
+          }),
+        );
+        return num(result.Attributes ?? {}, "attempts");
+      } catch (error) {
+        if (!isConditionFailure(error)) throw error;
+      }
+      // An owner holds the item: an expiry would delete it under a live connection.
+      const result = await this.#table.client.send(
+        new UpdateItemCommand({
+          TableName: this.#table.name,
+          Key: key,
+          UpdateExpression: "ADD attempts :one",
+          ExpressionAttributeValues: { ":one": N(1) },
+          ReturnValues: "UPDATED_NEW",
+        }),
+      );
+      return num(result.Attributes ?? {}, "attempts");
+    } catch (error) {
+      throw dynamoError("begin hello attempt", error);
+    }
+  }
+
+  async claim(claim: ConnectionClaim): Promise<ClaimResult> {
+    this.#table.guard.check();
+    if (claim.attempt !== undefined) checkAttempt(claim.attempt);
+    try {
       // One atomic write: the epoch goes up by one and the replaced row comes back, so racing
       // claims are serialized by DynamoDB and each sees exactly the one it replaced.
-      const result = await client.send(
-        new UpdateItemCommand({ ...ownerUpdate(table, claim), ReturnValues: "ALL_OLD" }),
+      const result = await this.#table.client.send(
+        new UpdateItemCommand({ ...ownerUpdate(this.#table.name, claim), ReturnValues: "ALL_OLD" }),
       );
       const old = result.Attributes;
       const epoch = (old === undefined ? 0 : (optionalNum(old, "epoch") ?? 0)) + 1;
+      const attempt = claim.attempt ?? (old === undefined ? undefined : optionalNum(old, "claimedAttempt"));
       return {
         record: {
           deviceId: claim.deviceId,
@@ -316,10 +368,19 @@ class DynamoConnectionStore implements ConnectionStore {
           connId: claim.connId,
           epoch,
           connectedAt: claim.connectedAt,
+          ...(attempt === undefined ? {} : { attempt }),
         },
         previous: old === undefined ? null : toConnection(old),
       };
-    });
+    } catch (error) {
+      if (isConditionFailure(error)) {
+        throw new TetherError("conflict", `device ${claim.deviceId} was claimed by a later hello`, {
+          cause: error,
+          details: { deviceId: claim.deviceId, attempt: claim.attempt },
+        });
+      }
+      throw dynamoError("claim connection", error);
+    }
   }
 
   get(deviceId: string): Promise<ConnectionRecord | null> {
@@ -334,14 +395,15 @@ class DynamoConnectionStore implements ConnectionStore {
   async release(deviceId: string, connId: string): Promise<boolean> {
     this.#table.guard.check();
     try {
-      // Keep deviceId and epoch (a tombstone) so the next claim's epoch is still higher.
+      // Keep the counters (epoch, attempts, claimedAttempt) so the next claim's epoch is still
+      // higher and no older hello can claim; without edgeId the byEdge index drops the item.
       await this.#table.client.send(
         new UpdateItemCommand({
           TableName: this.#table.name,
           Key: { deviceId: S(deviceId) },
-          UpdateExpression: "REMOVE edgeId, slot, connId, connectedAt",
+          UpdateExpression: "REMOVE edgeId, slot, connId, connectedAt SET expiresAt = :expires",
           ConditionExpression: "connId = :conn",
-          ExpressionAttributeValues: { ":conn": S(connId) },
+          ExpressionAttributeValues: { ":conn": S(connId), ":expires": idleExpiry() },
         }),
       );
       return true;
@@ -387,27 +449,39 @@ class DynamoConnectionStore implements ConnectionStore {
 }
 
 /**
- * The write that makes `owner` the device's connection, one epoch above the last; with
- * `ifConnId`, only while the record still names that connection.
+ * The write that makes `owner` the device's connection, one epoch above the last, and drops the
+ * idle expiry; with `owner.attempt`, only while no claim of that attempt or a higher one was
+ * made, and recording it; with `ifConnId`, only while the record still names that connection
+ * (the claimed attempt then stays as it is).
  */
 function ownerUpdate(
   table: string,
-  owner: Pick<ConnectionRecord, "deviceId" | "edgeId" | "slot" | "connId" | "connectedAt">,
+  owner: Pick<ConnectionRecord, "deviceId" | "edgeId" | "slot" | "connId" | "connectedAt"> & { attempt?: number },
   ifConnId?: string,
 ): UpdateItemCommandInput {
+  const values: Item = {
+    ":edge": S(owner.edgeId),
+    ":slot": N(owner.slot),
+    ":conn": S(owner.connId),
+    ":at": N(owner.connectedAt),
+    ":one": N(1),
+  };
+  let set = "SET edgeId = :edge, slot = :slot, connId = :conn, connectedAt = :at";
+  let condition: string | undefined;
+  if (ifConnId !== undefined) {
+    condition = "connId = :if";
+    values[":if"] = S(ifConnId);
+  } else if (owner.attempt !== undefined) {
+    set += ", claimedAttempt = :attempt";
+    condition = "attribute_not_exists(claimedAttempt) OR claimedAttempt < :attempt";
+    values[":attempt"] = N(owner.attempt);
+  }
   return {
     TableName: table,
     Key: { deviceId: S(owner.deviceId) },
-    UpdateExpression: "SET edgeId = :edge, slot = :slot, connId = :conn, connectedAt = :at ADD epoch :one",
-    ExpressionAttributeValues: {
-      ":edge": S(owner.edgeId),
-      ":slot": N(owner.slot),
-      ":conn": S(owner.connId),
-      ":at": N(owner.connectedAt),
-      ":one": N(1),
-      ...(ifConnId === undefined ? {} : { ":if": S(ifConnId) }),
-    },
-    ...(ifConnId === undefined ? {} : { ConditionExpression: "connId = :if" }),
+    UpdateExpression: `${set} ADD epoch :one REMOVE expiresAt`,
+    ExpressionAttributeValues: values,
+    ...(condition === undefined ? {} : { ConditionExpression: condition }),
   };
 }
 

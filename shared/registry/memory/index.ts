@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { ErrorCode, TetherError } from "../../errors/index.ts";
-import { ClosedGuard, checkOffset, outboxOrder, pageLimit } from "../rules.ts";
+import { ClosedGuard, checkAttempt, checkOffset, outboxOrder, pageLimit } from "../rules.ts";
 import type {
   ClaimResult,
   ConnectionClaim,
@@ -42,39 +42,66 @@ function decodeCursor(cursor: string): string {
   throw new TetherError(ErrorCode.InvalidArgument, "malformed page cursor");
 }
 
+/** What a device's item keeps besides its owner, across releases: the counters. */
+interface DeviceCounters {
+  /** Highest epoch ever given, so a claim after a release still goes up. */
+  epoch: number;
+  /** Hello attempts taken so far. */
+  attempts: number;
+  /** Highest attempt that claimed; absent while no claim carried one. */
+  claimedAttempt: number | undefined;
+}
+
 class MemoryConnectionStore implements ConnectionStore {
   readonly #state: ClosedGuard;
-  readonly #records = new Map<string, ConnectionRecord>();
-  /** Highest epoch ever given per device, so a claim after a release still goes up. */
-  readonly #epochs = new Map<string, number>();
+  /** Owners, without the attempt (that is read from the counters). */
+  readonly #records = new Map<string, Omit<ConnectionRecord, "attempt">>();
+  readonly #counters = new Map<string, DeviceCounters>();
 
   constructor(state: ClosedGuard) {
     this.#state = state;
   }
 
+  async beginAttempt(deviceId: string): Promise<number> {
+    this.#state.check();
+    const counters = this.#countersOf(deviceId);
+    counters.attempts += 1;
+    return counters.attempts;
+  }
+
   async claim(claim: ConnectionClaim): Promise<ClaimResult> {
     this.#state.check();
-    const previous = this.#records.get(claim.deviceId) ?? null;
-    const epoch = (this.#epochs.get(claim.deviceId) ?? 0) + 1;
-    const record: ConnectionRecord = Object.freeze({
-      deviceId: claim.deviceId,
-      edgeId: claim.edgeId,
-      slot: claim.slot,
-      connId: claim.connId,
-      epoch,
-      connectedAt: claim.connectedAt,
-    });
-    this.#records.set(claim.deviceId, record);
-    this.#epochs.set(claim.deviceId, epoch);
-    // Records are frozen, so handing them out cannot change the store; copies keep callers'
-    // identity checks from depending on it anyway.
-    return { record: { ...record }, previous: previous === null ? null : { ...previous } };
+    if (claim.attempt !== undefined) checkAttempt(claim.attempt);
+    const counters = this.#countersOf(claim.deviceId);
+    if (
+      claim.attempt !== undefined &&
+      counters.claimedAttempt !== undefined &&
+      counters.claimedAttempt >= claim.attempt
+    ) {
+      throw new TetherError(ErrorCode.Conflict, `device ${claim.deviceId} was claimed by a later hello`, {
+        details: { deviceId: claim.deviceId, attempt: claim.attempt, claimedAttempt: counters.claimedAttempt },
+      });
+    }
+    const previous = this.#read(claim.deviceId);
+    counters.epoch += 1;
+    if (claim.attempt !== undefined) counters.claimedAttempt = claim.attempt;
+    this.#records.set(
+      claim.deviceId,
+      Object.freeze({
+        deviceId: claim.deviceId,
+        edgeId: claim.edgeId,
+        slot: claim.slot,
+        connId: claim.connId,
+        epoch: counters.epoch,
+        connectedAt: claim.connectedAt,
+      }),
+    );
+    return { record: this.#read(claim.deviceId)!, previous };
   }
 
   async get(deviceId: string): Promise<ConnectionRecord | null> {
     this.#state.check();
-    const record = this.#records.get(deviceId);
-    return record === undefined ? null : { ...record };
+    return this.#read(deviceId);
   }
 
   async release(deviceId: string, connId: string): Promise<boolean> {
@@ -89,10 +116,37 @@ class MemoryConnectionStore implements ConnectionStore {
     this.#state.check();
     const deviceId = previous.deviceId;
     if (this.#records.get(deviceId)?.connId !== connId) return false;
-    const epoch = (this.#epochs.get(deviceId) ?? 0) + 1;
-    this.#records.set(deviceId, Object.freeze({ ...previous, epoch }));
-    this.#epochs.set(deviceId, epoch);
+    const counters = this.#countersOf(deviceId);
+    counters.epoch += 1;
+    this.#records.set(
+      deviceId,
+      Object.freeze({
+        deviceId,
+        edgeId: previous.edgeId,
+        slot: previous.slot,
+        connId: previous.connId,
+        epoch: counters.epoch,
+        connectedAt: previous.connectedAt,
+      }),
+    );
     return true;
+  }
+
+  #countersOf(deviceId: string): DeviceCounters {
+    let counters = this.#counters.get(deviceId);
+    if (counters === undefined) {
+      counters = { epoch: 0, attempts: 0, claimedAttempt: undefined };
+      this.#counters.set(deviceId, counters);
+    }
+    return counters;
+  }
+
+  /** A fresh copy of the device's owner with its claimed attempt, or null. */
+  #read(deviceId: string): ConnectionRecord | null {
+    const record = this.#records.get(deviceId);
+    if (record === undefined) return null;
+    const attempt = this.#counters.get(deviceId)?.claimedAttempt;
+    return attempt === undefined ? { ...record } : { ...record, attempt };
   }
 
   async listByEdge(edgeId: string, options: { limit?: number; cursor?: string } = {}): Promise<Page<ConnectionRecord>> {
@@ -102,7 +156,7 @@ class MemoryConnectionStore implements ConnectionStore {
     const matching = [...this.#records.values()]
       .filter((record) => record.edgeId === edgeId && (after === undefined || record.deviceId > after))
       .sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
-    const items = matching.slice(0, limit).map((record) => ({ ...record }));
+    const items = matching.slice(0, limit).map((record) => this.#read(record.deviceId)!);
     const last = items.at(-1);
     if (matching.length > limit && last !== undefined) return { items, cursor: encodeCursor(last.deviceId) };
     return { items };

@@ -77,6 +77,7 @@ function heldRegistry(held: number): { registry: Registry; open: () => void; loo
   const registry: Registry = {
     kind: "memory",
     connections: {
+      beginAttempt: (deviceId) => inner.connections.beginAttempt(deviceId),
       claim: (claim) => inner.connections.claim(claim),
       release: (deviceId, connId) => inner.connections.release(deviceId, connId),
       restore: (connId, previous) => inner.connections.restore(connId, previous),

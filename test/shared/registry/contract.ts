@@ -192,6 +192,125 @@ export function registryContract(
       assert.equal((await registry.connections.get(deviceId))?.epoch, claimed.record.epoch);
     });
 
+    const attemptClaim = (deviceId: string, connId: string, attempt: number, edgeId = "edge-1"): ConnectionClaim => ({
+      ...claimOf(deviceId, connId, edgeId),
+      attempt,
+    });
+
+    it("hands out a device's hello attempts in increasing order, each device its own, without an owner", async () => {
+      const deviceId = device("attempts");
+      const other = device("attempts-other");
+      const first = await registry.connections.beginAttempt(deviceId);
+      const second = await registry.connections.beginAttempt(deviceId);
+      assert.ok(first >= 1);
+      assert.equal(second, first + 1);
+      assert.equal(await registry.connections.beginAttempt(other), 1);
+      assert.equal(await registry.connections.get(deviceId), null, "an attempt alone makes no owner");
+      const page = await registry.connections.listByEdge("edge-1", { limit: 1000 });
+      assert.ok(!page.items.some((record) => record.deviceId === deviceId));
+    });
+
+    it("gives 50 concurrent attempts of one device 50 distinct numbers", async () => {
+      const deviceId = device("attempt-race");
+      const numbers = await Promise.all(Array.from({ length: 50 }, () => registry.connections.beginAttempt(deviceId)));
+      const sorted = [...numbers].sort((a, b) => a - b);
+      assert.equal(new Set(numbers).size, 50);
+      assert.deepEqual(
+        sorted,
+        Array.from({ length: 50 }, (_, i) => sorted[0]! + i),
+      );
+    });
+
+    it("lets a claim with a higher attempt replace one with a lower attempt, and records it", async () => {
+      const deviceId = device("ordered");
+      const older = await registry.connections.beginAttempt(deviceId);
+      const newer = await registry.connections.beginAttempt(deviceId);
+      const first = await registry.connections.claim(attemptClaim(deviceId, "c-old", older));
+      assert.equal(first.record.attempt, older);
+      const second = await registry.connections.claim(attemptClaim(deviceId, "c-new", newer, "edge-2"));
+      assert.equal(second.record.attempt, newer);
+      assert.equal(second.record.epoch, first.record.epoch + 1);
+      assert.deepEqual(second.previous, first.record);
+      assert.deepEqual(await registry.connections.get(deviceId), second.record);
+    });
+
+    it("refuses a claim whose attempt is lower than or equal to one that claimed, and leaves the record", async () => {
+      const deviceId = device("stale");
+      const older = await registry.connections.beginAttempt(deviceId);
+      const newer = await registry.connections.beginAttempt(deviceId);
+      const won = await registry.connections.claim(attemptClaim(deviceId, "c-new", newer, "edge-2"));
+      await assert.rejects(registry.connections.claim(attemptClaim(deviceId, "c-old", older)), isConflict);
+      await assert.rejects(registry.connections.claim(attemptClaim(deviceId, "c-same", newer)), isConflict);
+      assert.deepEqual(await registry.connections.get(deviceId), won.record);
+      const later = await registry.connections.claim(attemptClaim(deviceId, "c-later", newer + 1));
+      assert.equal(later.record.epoch, won.record.epoch + 1, "refused claims used no epoch");
+    });
+
+    it("refuses a stale attempt's claim after the owner released, and takes a fresh one's", async () => {
+      const deviceId = device("released");
+      const stale = await registry.connections.beginAttempt(deviceId);
+      const live = await registry.connections.beginAttempt(deviceId);
+      const claimed = await registry.connections.claim(attemptClaim(deviceId, "c-live", live));
+      assert.equal(await registry.connections.release(deviceId, "c-live"), true);
+      assert.equal(await registry.connections.get(deviceId), null);
+      await assert.rejects(registry.connections.claim(attemptClaim(deviceId, "c-stale", stale)), isConflict);
+      assert.equal(await registry.connections.get(deviceId), null, "the refused claim made no owner");
+      const fresh = await registry.connections.beginAttempt(deviceId);
+      assert.ok(fresh > live, "the counter survived the release");
+      const again = await registry.connections.claim(attemptClaim(deviceId, "c-fresh", fresh));
+      assert.equal(again.previous, null);
+      assert.ok(again.record.epoch > claimed.record.epoch);
+      assert.equal(again.record.attempt, fresh);
+    });
+
+    it("keeps an owner's record when a new attempt begins, and stops listing a released one", async () => {
+      const edgeId = `${run}-edge-attempts`;
+      const deviceId = device("kept");
+      const attempt = await registry.connections.beginAttempt(deviceId);
+      const claimed = await registry.connections.claim(attemptClaim(deviceId, "c1", attempt, edgeId));
+      await registry.connections.beginAttempt(deviceId);
+      assert.deepEqual(await registry.connections.get(deviceId), claimed.record);
+      assert.deepEqual(
+        (await registry.connections.listByEdge(edgeId)).items.map((record) => record.deviceId),
+        [deviceId],
+      );
+      assert.equal(await registry.connections.release(deviceId, "c1"), true);
+      assert.deepEqual((await registry.connections.listByEdge(edgeId)).items, []);
+    });
+
+    it("keeps the highest claimed attempt when a restore hands the record back", async () => {
+      const deviceId = device("restore-attempt");
+      const one = await registry.connections.beginAttempt(deviceId);
+      const two = await registry.connections.beginAttempt(deviceId);
+      await registry.connections.claim(attemptClaim(deviceId, "live", one));
+      const abandoned = await registry.connections.claim(attemptClaim(deviceId, "abandoned", two));
+      assert.equal(await registry.connections.restore("abandoned", abandoned.previous!), true);
+      const restored = await registry.connections.get(deviceId);
+      assert.equal(restored?.connId, "live");
+      assert.equal(restored?.attempt, two);
+      await assert.rejects(registry.connections.claim(attemptClaim(deviceId, "late", two)), isConflict);
+      assert.equal((await registry.connections.get(deviceId))?.connId, "live");
+    });
+
+    it("lets a claim without an attempt win as before, keeping the claimed attempt for ordered claims", async () => {
+      const deviceId = device("unordered");
+      const attempt = await registry.connections.beginAttempt(deviceId);
+      await registry.connections.claim(attemptClaim(deviceId, "ordered", attempt));
+      const plain = await registry.connections.claim(claimOf(deviceId, "plain"));
+      assert.equal(plain.previous?.connId, "ordered");
+      assert.equal(plain.record.attempt, attempt);
+      assert.deepEqual(await registry.connections.get(deviceId), plain.record);
+      await assert.rejects(registry.connections.claim(attemptClaim(deviceId, "stale", attempt)), isConflict);
+    });
+
+    it("refuses an attempt number that is not a whole number of at least 1", async () => {
+      const deviceId = device("bad-attempt");
+      const invalid = (error: unknown): boolean => hasErrorCode(error, "invalid_argument");
+      await assert.rejects(registry.connections.claim(attemptClaim(deviceId, "c", 0)), invalid);
+      await assert.rejects(registry.connections.claim(attemptClaim(deviceId, "c", 1.5)), invalid);
+      assert.equal(await registry.connections.get(deviceId), null);
+    });
+
     it("grants a free slot's lease and refuses it to another edge while it is live", async () => {
       const s = slot();
       const lease = await registry.leases.acquire({ slot: s, edgeId: "edge-a", host: "10.0.0.1", leaseMs: 60_000 });

@@ -1,7 +1,7 @@
 /** Smoke test of the DynamoDB adapter's conditional writes against DynamoDB Local. */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { PutItemCommand } from "@aws-sdk/client-dynamodb";
+import { GetItemCommand, PutItemCommand } from "@aws-sdk/client-dynamodb";
 import { hasErrorCode, isTetherError } from "../../../shared/errors/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { createDynamoClient, ensureTables } from "../../../shared/registry/dynamodb/index.ts";
@@ -88,6 +88,41 @@ describe("DynamoDB adapter on DynamoDB Local", () => {
     assert.equal(first.previous, null);
     assert.equal(second.record.epoch, first.record.epoch + 1);
     assert.deepEqual(second.previous, first.record);
+  });
+
+  test("keeps a released device's counters with a day's expiry, which a claim removes", async () => {
+    const { connections } = adapters.registry;
+    const client = createDynamoClient(adapters.dynamodb);
+    const item = async () =>
+      (
+        await client.send(
+          new GetItemCommand({
+            TableName: adapters.names.connectionsTable,
+            Key: { deviceId: { S: "dev-ttl" } },
+            ConsistentRead: true,
+          }),
+        )
+      ).Item ?? {};
+    try {
+      const dayAhead = Math.ceil(Date.now() / 1000) + 24 * 60 * 60;
+      const first = await connections.beginAttempt("dev-ttl");
+      const fresh = await item();
+      assert.equal(fresh.attempts?.N, String(first));
+      assert.ok(Math.abs(Number(fresh.expiresAt?.N) - dayAhead) <= 5, "an item without an owner expires");
+      const claim = { deviceId: "dev-ttl", edgeId: "edge-a", slot: 1, connectedAt: Date.now() };
+      await connections.claim({ ...claim, connId: "c1", attempt: first });
+      const owned = await item();
+      assert.equal(owned.expiresAt, undefined, "an owned item never expires");
+      assert.equal(owned.claimedAttempt?.N, String(first));
+      await connections.beginAttempt("dev-ttl");
+      assert.equal((await item()).expiresAt, undefined, "a new attempt on an owned item sets no expiry");
+      assert.equal(await connections.release("dev-ttl", "c1"), true);
+      const released = await item();
+      assert.deepEqual(Object.keys(released).sort(), ["attempts", "claimedAttempt", "deviceId", "epoch", "expiresAt"]);
+      assert.ok(Math.abs(Number(released.expiresAt?.N) - dayAhead) <= 5);
+    } finally {
+      client.destroy();
+    }
   });
 
   test("releases a connection only while it still names the caller's connId", async () => {
