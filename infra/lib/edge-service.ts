@@ -135,7 +135,7 @@ export class EdgeService extends Construct {
     props.kafka.grant(this.task.taskDefinition.taskRole, {
       produce: [names.requestsTopic, names.eventsTopic, names.repliesTopic, names.edgesTopic],
       consume: [names.repliesTopic, names.edgesTopic],
-      groups: [slotGroups],
+      groups: [slotGroups, names.beaconsGroup],
       createTopics: true,
     });
     if (props.kafka.cluster !== undefined) {

@@ -27,8 +27,6 @@ export interface DeliveryDeps {
   readonly ownership: Ownership;
   readonly ingress: Ingress;
   readonly session: (connId: string) => Session | undefined;
-  /** False from the moment the slot lease is in doubt: nothing is delivered nor completed. */
-  readonly delivering: () => boolean;
   readonly helloCalls: Limiter;
   readonly background: Limiter;
 }
@@ -45,9 +43,14 @@ export class Delivery {
     this.#deps = deps;
   }
 
-  /** One record of the slot; resolves once it is handled (then its offset may be committed). */
-  async onReply(message: IncomingMessage): Promise<void> {
-    this.#assertDelivering();
+  /**
+   * One record of a slot; resolves once it is handled (then its offset may be committed).
+   * `fence` says whether this edge can still prove its lease on the slot the record came from:
+   * it is asked before every write to a device and after every wait, and while it says no the
+   * record is refused (and retried by the consumer), so a zombie writes nothing.
+   */
+  async onReply(message: IncomingMessage, fence: () => boolean): Promise<void> {
+    assertFenced(fence);
     const headers = message.headers;
     const kind = headers[Header.Kind] ?? ReplyKind.Answer;
     const deviceId = headers[Header.Device] ?? message.key;
@@ -59,13 +62,13 @@ export class Delivery {
     if (kind === ReplyKind.Answer) {
       const target = this.#answerTarget(message, deviceId);
       if (target !== undefined) this.#write(target, message, ReplyKind.Answer);
-      else await this.#route(message, deviceId, kind);
+      else await this.#route(message, deviceId, kind, fence);
       return;
     }
     if (kind === ReplyKind.Push) {
       const owner = this.#deps.ownership.owner(deviceId);
       if (owner !== undefined) this.#write(owner, message, ReplyKind.Push);
-      else await this.#route(message, deviceId, kind);
+      else await this.#route(message, deviceId, kind, fence);
       return;
     }
     if (kind === ReplyKind.Control) {
@@ -84,10 +87,6 @@ export class Delivery {
     const requestId = message.headers[Header.RequestId];
     if (requestId !== undefined) this.#deps.ingress.answered(connId, requestId, session);
     return session !== undefined && this.#deps.ownership.owner(deviceId) === session ? session : undefined;
-  }
-
-  #assertDelivering(): void {
-    if (!this.#deps.delivering()) throw new TetherError(ErrorCode.Closed, "slot lease lost; not delivering");
   }
 
   /** Writes an answer or push frame to a session. */
@@ -112,10 +111,10 @@ export class Delivery {
    * A reply whose connection is not here: deliver to the device's connection on this edge,
    * forward to the slot of the edge that owns it, or park it in the outbox.
    */
-  async #route(message: IncomingMessage, deviceId: string, kind: ReplyKind): Promise<void> {
+  async #route(message: IncomingMessage, deviceId: string, kind: ReplyKind, fence: () => boolean): Promise<void> {
     const { config, registry } = this.#deps;
     const record = await registry.connections.get(deviceId);
-    this.#assertDelivering();
+    assertFenced(fence);
     if (record !== null) {
       if (this.#isHere(record)) {
         const session = this.#deps.session(record.connId);
@@ -247,6 +246,10 @@ export class Delivery {
         );
       });
   }
+}
+
+function assertFenced(fence: () => boolean): void {
+  if (!fence()) throw new TetherError(ErrorCode.Closed, "slot lease not proven; not delivering");
 }
 
 /**

@@ -8,11 +8,11 @@ import type { Logger } from "../../shared/log/index.ts";
 import { ByeReason, encodeBye } from "../../shared/protocol/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
 import type { EdgeConfig } from "./config.ts";
-import { countSlots, SlotKeeper } from "./lease.ts";
+import { acquireSlot, countSlots, HeldLease } from "./lease.ts";
 import { DeviceListener } from "./listener.ts";
 import { EdgeMetrics } from "./metrics.ts";
 import { reconnectMs } from "./ownership.ts";
-import { buildRooms, type Rooms, startReplies, sweepEvery } from "./rooms.ts";
+import { buildRooms, type Rooms, startReplies, sweepEvery, watchSlots } from "./rooms.ts";
 
 export interface EdgeDeps {
   readonly config: EdgeConfig;
@@ -22,6 +22,8 @@ export interface EdgeDeps {
   readonly authenticator: Authenticator;
   /** Clock in milliseconds since the epoch; `Date.now` by default. */
   readonly now?: () => number;
+  /** Monotonic clock in milliseconds for leases; `performance.now` by default. */
+  readonly clock?: () => number;
   /** Called once when the edge stopped itself (lost its slot lease); the process should exit non-zero. */
   readonly onFatal?: (error: TetherError) => void;
   /** First slot to try; random by default. */
@@ -38,6 +40,7 @@ export class Edge {
   readonly metrics = new EdgeMetrics();
   readonly #deps: EdgeDeps;
   readonly #now: () => number;
+  readonly #clock: () => number;
   readonly #listener: DeviceListener;
   readonly #helloCalls = new Limiter({ concurrency: 64 });
   readonly #background = new Limiter({ concurrency: 16 });
@@ -53,6 +56,7 @@ export class Edge {
   constructor(deps: EdgeDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
+    this.#clock = deps.clock ?? (() => performance.now());
     this.#listener = new DeviceListener({
       config: deps.config,
       log: deps.logger,
@@ -88,7 +92,7 @@ export class Edge {
 
   /** Ready for new devices: running, slot lease held. */
   get ready(): boolean {
-    return this.#status === "running" && this.#rooms?.keeper.held === true;
+    return this.#status === "running" && this.#rooms?.lease.valid() === true;
   }
 
   /** Open sockets (all states, TLS handshakes included). */
@@ -127,29 +131,32 @@ export class Edge {
       const producer = broker.producer();
       await producer.connect();
       const slots = await countSlots(broker, config, log, () => this.#status === "starting");
-      const keeper = new SlotKeeper({
-        leases: registry.leases,
-        edgeId: config.edgeId,
-        host: config.host,
-        leaseMs: config.leaseMs,
-        slots,
-        logger: log,
-        now: this.#now,
-        connections: () => this.#rooms?.ownership.size ?? 0,
-        onLost: (error) => this.#fail(error),
+      const clock = this.#clock;
+      const leases = registry.leases;
+      const { lease: row, sentAt } = await acquireSlot({
+        ...{ leases, edgeId: config.edgeId, host: config.host, leaseMs: config.leaseMs, slots, clock, logger: log },
         ...(this.#deps.firstSlot === undefined ? {} : { firstSlot: this.#deps.firstSlot }),
+        wanted: () => this.#status === "starting",
       });
-      this.#rooms = buildRooms({
-        ...{ config, registry, log, producer, keeper, slot: await keeper.acquire() },
-        ...{ auth: this.#deps.authenticator, metrics: this.metrics, now: this.#now, listener: this.#listener },
+      const lease = new HeldLease(
+        {
+          ...{ leases, edgeId: config.edgeId, leaseMs: config.leaseMs, logger: log, clock },
+          connections: () => this.#rooms?.ownership.size ?? 0,
+          onTaken: (error) => this.#fail(error),
+        },
+        row,
+        sentAt,
+      );
+      const fence = () => this.#delivering && lease.valid();
+      const rooms = buildRooms({
+        ...{ config, registry, log, producer, lease, fence, auth: this.#deps.authenticator, metrics: this.metrics },
+        ...{ now: this.#now, listener: this.#listener, helloCalls: this.#helloCalls, background: this.#background },
         running: () => this.#status === "running",
-        delivering: () => this.#delivering,
-        helloCalls: this.#helloCalls,
-        background: this.#background,
       });
+      this.#rooms = rooms;
       this.#delivering = true;
-      const rooms = this.#rooms;
-      await startReplies(broker, config, rooms);
+      await startReplies(broker, config, rooms, fence);
+      await watchSlots(rooms, { broker, registry, config, log, clock, slots, producer }, () => this.#delivering);
       await this.#listener.listen();
       this.#sweepTimer = sweepEvery(config, () => {
         const now = this.#now();
@@ -206,6 +213,8 @@ export class Edge {
     while (this.#background.active + this.#background.queued > 0 && this.#now() < backgroundDeadline) await sleep(10);
     const failed = this.#status === "failed";
     const shutdown = new Shutdown({ logger: log, what: "edge drain" })
+      .add("slot janitor close", () => rooms?.janitor?.close())
+      .add("beacons close", () => rooms?.beacons?.close())
       .add("reply consumer close", () => rooms?.consumer?.close(1000))
       .add("stop delivering", () => {
         this.#delivering = false;
@@ -213,7 +222,7 @@ export class Edge {
       .add("producer flush", () => rooms?.producer.flush(Math.max(1000, Math.min(5000, waitMs))))
       .add("producer close", () => rooms?.producer.close())
       // A failed edge has lost its lease already: the slot is someone else's.
-      .add("lease release", () => (failed ? undefined : rooms?.keeper.release()))
+      .add("lease release", () => (failed ? undefined : rooms?.lease.release()))
       .add("sockets", async () => {
         if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
         this.#listener.destroyAll();

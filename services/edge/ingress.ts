@@ -16,6 +16,8 @@ export interface IngressDeps {
   readonly now: () => number;
   readonly producer: Producer;
   readonly slot: number;
+  /** False while this edge cannot prove its slot lease: no ack is written then. */
+  readonly fence: () => boolean;
 }
 
 function awaitKey(connId: string, requestId: string): string {
@@ -104,7 +106,9 @@ export class Ingress {
     const { metrics } = this.#deps;
     metrics.acks.inc();
     metrics.ackLatency.observe((this.#deps.now() - receivedAt) / 1000);
-    if (session.isOpen) {
+    // Without a proven lease the ack is left out (the request is written all the same; its
+    // answer comes through the slot once the lease is proven again, or through its new holder).
+    if (session.isOpen && this.#deps.fence()) {
       session.write(encodeAck(id));
       metrics.frameOut("ack");
     }

@@ -21,6 +21,8 @@ export interface OwnershipDeps {
   readonly session: (connId: string) => Session | undefined;
   /** False once the edge stops taking devices. */
   readonly running: () => boolean;
+  /** False while this edge cannot prove its slot lease: hellos are answered `unavailable`. */
+  readonly fence: () => boolean;
   /** Registry calls of hellos (claim, outbox read): a reconnect storm queues here, in order. */
   readonly helloCalls: Limiter;
   /** Registry writes nobody waits for (releases, restores). */
@@ -76,6 +78,11 @@ export class Ownership {
       log.info({ connId: session.connId, deviceId, reason: verdict.reason }, "device refused");
       session.sendError({ code: "unauthorized", message: verdict.reason, retryable: verdict.retryable });
       session.close("unauthorized");
+      return;
+    }
+    if (!this.#deps.fence()) {
+      session.sendError({ code: "unavailable", message: "edge cannot reach its registry; retry", retryable: true });
+      session.close("unavailable");
       return;
     }
     const connId = session.connId;

@@ -1,13 +1,15 @@
 import type { Limiter } from "../../shared/async/index.ts";
 import type { Authenticator } from "../../shared/auth/index.ts";
 import type { Broker, PartitionConsumer, Producer } from "../../shared/broker/types.ts";
-import type { ResourceNames } from "../../shared/config/index.ts";
+import { slotGroup } from "../../shared/config/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
+import { Beacons } from "./beacons.ts";
 import type { EdgeConfig } from "./config.ts";
 import { Delivery } from "./delivery.ts";
 import { Ingress } from "./ingress.ts";
-import type { SlotKeeper } from "./lease.ts";
+import { Janitor } from "./janitor.ts";
+import type { HeldLease } from "./lease.ts";
 import type { DeviceListener } from "./listener.ts";
 import type { EdgeMetrics } from "./metrics.ts";
 import { Outbound } from "./outbound.ts";
@@ -17,13 +19,15 @@ import { Protocol } from "./protocol.ts";
 /** What a started edge is made of, once it holds a slot. */
 export interface Rooms {
   readonly producer: Producer;
-  readonly keeper: SlotKeeper;
+  readonly lease: HeldLease;
   readonly slot: number;
   readonly ingress: Ingress;
   readonly ownership: Ownership;
   readonly delivery: Delivery;
   readonly protocol: Protocol;
   consumer?: PartitionConsumer;
+  beacons?: Beacons;
+  janitor?: Janitor;
 }
 
 export interface RoomsDeps {
@@ -34,26 +38,27 @@ export interface RoomsDeps {
   readonly metrics: EdgeMetrics;
   readonly now: () => number;
   readonly producer: Producer;
-  readonly keeper: SlotKeeper;
-  readonly slot: number;
+  readonly lease: HeldLease;
   readonly listener: DeviceListener;
   readonly running: () => boolean;
-  readonly delivering: () => boolean;
+  /** True while this edge may write answers, pushes and acks of its own slot. */
+  readonly fence: () => boolean;
   readonly helloCalls: Limiter;
   readonly background: Limiter;
 }
 
 /** Wires the rooms of an edge to each other (the picture is in docs/architecture.md). */
 export function buildRooms(deps: RoomsDeps): Rooms {
-  const { config, registry, log, auth, metrics, now, producer, keeper, slot, listener } = deps;
-  const { running, delivering, helloCalls, background } = deps;
+  const { config, registry, log, auth, metrics, now, producer, lease, listener } = deps;
+  const { running, fence, helloCalls, background } = deps;
+  const slot = lease.slot;
   const session = (connId: string) => listener.get(connId);
   const outbound = new Outbound(config, producer, log);
-  const ingress = new Ingress({ config, log, metrics, now, producer, slot });
+  const ingress = new Ingress({ config, log, metrics, now, producer, slot, fence });
   let protocol: Protocol | undefined;
   let delivery: Delivery | undefined;
   const ownership = new Ownership({
-    ...{ config, log, metrics, registry, auth, now, slot, outbound, session, running, helloCalls, background },
+    ...{ config, log, metrics, registry, auth, now, slot, outbound, session, running, fence, helloCalls, background },
     welcomed: async (opened) => {
       protocol?.replayEarly(opened);
       const deviceId = opened.deviceId;
@@ -62,36 +67,39 @@ export function buildRooms(deps: RoomsDeps): Rooms {
   });
   const replies = new Delivery({
     ...{ config, log, metrics, registry, now, slot, producer, outbound, ownership, ingress, session },
-    ...{ delivering, helloCalls, background },
+    ...{ helloCalls, background },
   });
   delivery = replies;
   protocol = new Protocol({ config, metrics, now, ownership, ingress, delivery: replies });
-  return { producer, keeper, slot, ingress, ownership, delivery: replies, protocol };
+  return { producer, lease, slot, ingress, ownership, delivery: replies, protocol };
 }
 
 /** Concurrent reply handlers; replies of one device stay in order (keyed by deviceId). */
 const REPLY_CONCURRENCY = 64;
 
-/** The consumer group under which an edge commits its progress on a reply slot. */
-export function slotGroupId(names: ResourceNames, slot: number): string {
-  const topic = names.repliesTopic;
-  const prefix = topic.endsWith("replies") ? topic.slice(0, -"replies".length) : `${topic}.`;
-  return `${prefix}edge-slot-${slot}`;
-}
-
-/** Starts the consumer of the edge's reply slot, from the slot's committed offset. */
-export async function startReplies(broker: Broker, config: EdgeConfig, rooms: Rooms): Promise<void> {
+/**
+ * Starts the consumer of the edge's reply slot at the offset its lease row holds; offsets are
+ * saved there too, under the lease's generation, so an edge that lost the slot cannot move them.
+ */
+export async function startReplies(
+  broker: Broker,
+  config: EdgeConfig,
+  rooms: Rooms,
+  fence: () => boolean,
+): Promise<void> {
   const names = config.common.names;
+  const lease = rooms.lease;
   const consumer = broker.partitionConsumer({
-    groupId: slotGroupId(names, rooms.slot),
+    groupId: slotGroup(names, rooms.slot),
     topic: names.repliesTopic,
     partition: rooms.slot,
     fallback: "earliest",
     concurrency: REPLY_CONCURRENCY,
     orderBy: "key",
+    offsets: { load: async () => lease.startOffset, save: (next) => lease.commit(next) },
   });
   rooms.consumer = consumer;
-  await consumer.start((message) => rooms.delivery.onReply(message));
+  await consumer.start((message) => rooms.delivery.onReply(message, fence));
 }
 
 /** One coarse timer for every connection (hello, handshake and idle timeouts, stuck closes). */
@@ -101,4 +109,41 @@ export function sweepEvery(config: EdgeConfig, sweep: () => void): NodeJS.Timeou
   const timer = setInterval(sweep, everyMs);
   timer.unref();
   return timer;
+}
+
+export interface WatchDeps {
+  readonly broker: Broker;
+  readonly registry: Registry;
+  readonly config: EdgeConfig;
+  readonly log: Logger;
+  readonly clock: () => number;
+  readonly slots: number;
+  readonly producer: Producer;
+}
+
+/**
+ * Starts the edge's part in keeping every slot read: beacons (liveness through Kafka) and the
+ * janitor that adopts slots whose holder fell silent. Records of adopted slots are handled like
+ * the edge's own, fenced by the adopted lease.
+ */
+export async function watchSlots(rooms: Rooms, deps: WatchDeps, delivering: () => boolean): Promise<void> {
+  const { broker, registry, config, log, clock, slots, producer } = deps;
+  const own = { slot: rooms.slot, generation: rooms.lease.generation };
+  let janitor: Janitor | undefined;
+  const beacons = new Beacons({
+    broker,
+    producer,
+    config,
+    logger: log,
+    clock,
+    held: () => [own, ...(janitor?.held() ?? [])],
+  });
+  janitor = new Janitor({
+    ...{ broker, leases: registry.leases, config, logger: log, clock, beacons, slots, ownSlot: rooms.slot },
+    handle: (message, fence) => rooms.delivery.onReply(message, () => delivering() && fence()),
+  });
+  rooms.beacons = beacons;
+  rooms.janitor = janitor;
+  await beacons.start();
+  janitor.start();
 }

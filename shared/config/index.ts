@@ -166,6 +166,8 @@ export interface ResourceNames {
   readonly eventsTopic: string;
   /** Edge liveness beacons: one partition, short retention, read from its end. */
   readonly edgesTopic: string;
+  /** Group id under which edges read the beacons (they never commit: each reads from the end). */
+  readonly beaconsGroup: string;
   readonly dlqTopic: string;
   readonly connectionsTable: string;
   readonly edgesTable: string;
@@ -189,6 +191,7 @@ export function resourceNames(prefix = ""): ResourceNames {
     downlinkTopic: `${prefix}downlink`,
     eventsTopic: `${prefix}events`,
     edgesTopic: `${prefix}edges`,
+    beaconsGroup: `${prefix}edge-beacons`,
     dlqTopic: `${prefix}requests.dlq`,
     connectionsTable: `${prefix}connections`,
     edgesTable: `${prefix}edges`,

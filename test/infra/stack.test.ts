@@ -433,7 +433,7 @@ describe("environment variables", () => {
 });
 
 describe("IAM per role", () => {
-  test("the edge role produces requests, events, replies and beacons, reads replies and beacons, and uses only edge-slot groups", () => {
+  test("the edge role produces requests, events, replies and beacons, reads replies and beacons, and uses only edge-slot groups and the beacon readers' group", () => {
     const built = build();
     const statements = statementsOf(built, roles(built.stack).edge);
     assert.deepEqual(kafkaResources(statements, "kafka-cluster:WriteData"), [
@@ -447,6 +447,7 @@ describe("IAM per role", () => {
       "topic/tether-test/<select>/replies",
     ]);
     assert.deepEqual(kafkaResources(statements, "kafka-cluster:AlterGroup"), [
+      "group/tether-test/<select>/edge-beacons",
       "group/tether-test/<select>/edge-slot-*",
     ]);
     const created = kafkaResources(statements, "kafka-cluster:CreateTopic");
