@@ -1,7 +1,39 @@
+import { createHash } from "node:crypto";
+
+/** The parts of a request that make it the same request as another (protocol 1.1 "Request ids"). */
+export interface RequestIdentity {
+  readonly deviceId: string;
+  readonly id: string;
+  readonly type: string;
+  /** The parsed body; its `JSON.stringify` text is what is compared. */
+  readonly body: unknown;
+}
+
 /**
- * A bounded, time-limited memory of answers by idempotency key (`deviceId:id`), so that a
- * request seen again (the device resent it, or Kafka redelivered it after a crash or a
- * rebalance) is answered with the first answer instead of running its handler twice.
+ * The dedupe window's key of a request: its deviceId, its id and a digest of its type and body.
+ * A device may reuse an id once its request is answered, for a different request: keying on
+ * the content too means only a true repeat (same id, type and body) finds the first answer.
+ * The body is compared as `JSON.stringify` of its parsed value, so a resend that differs only
+ * in whitespace is still a repeat. 128 bits of SHA-256 keep the key short; a collision between
+ * two requests of one device with one id is not a practical concern.
+ */
+export function dedupeKey(request: RequestIdentity): string {
+  const digest = createHash("sha256")
+    // The type is quoted, so where it ends and the body begins is never ambiguous.
+    .update(JSON.stringify(request.type))
+    .update(JSON.stringify(request.body === undefined ? null : request.body))
+    .digest("base64url")
+    .slice(0, 22);
+  // An array, not a joined string: deviceIds and ids may both contain ':'.
+  return JSON.stringify([request.deviceId, request.id, digest]);
+}
+
+/**
+ * A bounded, time-limited memory of answers by {@link dedupeKey} (deviceId, id and a digest of
+ * type and body), so that a request seen again (the device resent it, or Kafka redelivered it
+ * after a crash or a rebalance) is answered with the first answer instead of running its
+ * handler twice. A request that reuses an id with another type or body is not found here and
+ * runs as the new request it is.
  *
  * Trade-offs, chosen on purpose:
  * - The window lives in one worker's memory: no network hop on the request path, but its

@@ -16,7 +16,7 @@ import { TYPE_PATTERN, WireErrorCode } from "../../shared/protocol/frames.ts";
 import { answerRecord, deadLetterRecord, decodeRequest, type RequestRecord } from "../../shared/records/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
 import type { WorkerRuntimeConfig, WorkerSettings } from "./config.ts";
-import { DedupeWindow } from "./dedupe.ts";
+import { DedupeWindow, dedupeKey } from "./dedupe.ts";
 import { isHandlerError } from "./handler-error.ts";
 import { UNKNOWN_TYPE_LABEL, WorkerMetrics } from "./metrics.ts";
 import { PushRouter } from "./router.ts";
@@ -34,6 +34,9 @@ export interface HandlerRequest {
   /**
    * `deviceId:id`. The same for every delivery of the request (retries, redeliveries, device
    * resends): pass it to backends so that running twice has the effect of running once.
+   * A device may reuse an id, once it is answered, for a new request with another type or body;
+   * that one runs the handler with the same key, so a backend that remembers keys should also
+   * check the key came with the same input before treating the run as a replay.
    */
   readonly idempotencyKey: string;
   /** 1 for the first run, then 2, 3, ... when the worker retries after an unexpected error. */
@@ -269,7 +272,8 @@ export class Worker {
       return undefined;
     }
     const { request, route } = parsed.value;
-    const key = `${request.deviceId}:${request.id}`;
+    // Same id, type and body: a repeat. A reused id with another type or body misses and runs.
+    const key = dedupeKey(request);
     let answer = this.#dedupe.get(key);
     if (answer !== undefined && (answer.final || answer.source === source)) {
       if (answer.source !== source) this.metrics.deduplicated.inc();
@@ -310,7 +314,10 @@ export class Worker {
     this.metrics.deadLettered.inc({ type });
   }
 
-  /** Runs the handler (with retries) and turns its outcome into the answer. */
+  /**
+   * Runs the handler (with retries) and turns its outcome into the answer. `key` is the
+   * request's dedupe window key, where a late outcome past the deadline is remembered.
+   */
   async #run(request: RequestRecord, key: string, source: string, message: IncomingMessage): Promise<Answer> {
     const handler = this.#handlers.get(request.type);
     if (handler === undefined) {
@@ -385,7 +392,7 @@ export class Worker {
       this.metrics.handlerDuration.observe({ type, outcome: "internal" }, seconds());
       return {
         // Not retryable: the worker already retried with backoff and an operator has the
-        // request in the dead-letter topic; a resend of the same id gets this same answer.
+        // request in the dead-letter topic; a resend of the same request gets this same answer.
         frame: errorFrame(request.id, WireErrorCode.Internal, "the request failed and was set aside", false),
         final: true,
         source,
@@ -421,7 +428,7 @@ export class Worker {
       type: request.type,
       body: request.body,
       receivedAt: request.receivedAt,
-      idempotencyKey: key,
+      idempotencyKey: `${request.deviceId}:${request.id}`,
       attempt,
       get log() {
         return log();

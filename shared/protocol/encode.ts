@@ -76,13 +76,16 @@ export interface WelcomeFields {
   readonly edgeId: string;
   readonly heartbeatMs: number;
   readonly maxFrameBytes: number;
+  /** Confirms a hello's `ackAnswers`; the field goes on the wire only when true. */
+  readonly ackAnswers?: boolean | undefined;
 }
 
-/** `{"t":"welcome",...}` */
+/** `{"t":"welcome",...}`, with `"ackAnswers":true` when the edge agreed to answer acknowledgements. */
 export function encodeWelcome(fields: WelcomeFields): string {
   return (
     `{"t":"welcome","connId":${JSON.stringify(fields.connId)},"edgeId":${JSON.stringify(fields.edgeId)},` +
-    `"heartbeatMs":${fields.heartbeatMs},"maxFrameBytes":${fields.maxFrameBytes}}\n`
+    `"heartbeatMs":${fields.heartbeatMs},"maxFrameBytes":${fields.maxFrameBytes}` +
+    `${fields.ackAnswers === true ? ',"ackAnswers":true' : ""}}\n`
   );
 }
 

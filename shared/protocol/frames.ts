@@ -33,6 +33,8 @@ export interface HelloFrame {
   readonly v: number;
   readonly deviceId: string;
   readonly token?: string;
+  /** Protocol 1.1: the device acknowledges final answers and asks the edge to keep them until then. */
+  readonly ackAnswers?: boolean;
 }
 export interface RequestFrame {
   readonly t: "req";
@@ -60,6 +62,8 @@ export interface WelcomeFrame {
   readonly edgeId: string;
   readonly heartbeatMs: number;
   readonly maxFrameBytes: number;
+  /** Protocol 1.1: present (true) when the edge agreed to a hello's `ackAnswers`. */
+  readonly ackAnswers?: boolean;
 }
 export interface ResponseFrame {
   readonly t: "res";

@@ -166,12 +166,18 @@ function parseHello(frame: ScannedFrame): ParseResult {
     return badFrame('hello needs "deviceId": 1 to 128 characters of A-Z a-z 0-9 . _ : -');
   }
   const token = field(frame, "token");
-  if (token === undefined || token === null) {
-    const hello: HelloFrame = { t: "hello", v, deviceId };
-    return { ok: true, frame: hello };
+  if (token !== undefined && token !== null && typeof token !== "string") {
+    return badFrame('hello "token" must be a string');
   }
-  if (typeof token !== "string") return badFrame('hello "token" must be a string');
-  const hello: HelloFrame = { t: "hello", v, deviceId, token };
+  // Only the literal true asks for answer acknowledgements; anything else is an ignored extra.
+  const ackAnswers = field(frame, "ackAnswers") === true;
+  const hello: HelloFrame = {
+    t: "hello",
+    v,
+    deviceId,
+    ...(typeof token === "string" ? { token } : {}),
+    ...(ackAnswers ? { ackAnswers } : {}),
+  };
   return { ok: true, frame: hello };
 }
 
@@ -240,7 +246,10 @@ export function parseServerFrame(line: Buffer | string): ServerParseResult {
       if (!isNonNegativeNumber(heartbeatMs) || !isNonNegativeNumber(maxFrameBytes)) {
         return serverBad('welcome needs numbers "heartbeatMs" and "maxFrameBytes"');
       }
-      const frame: WelcomeFrame = { t: "welcome", connId, edgeId, heartbeatMs, maxFrameBytes };
+      const frame: WelcomeFrame =
+        value.ackAnswers === true
+          ? { t: "welcome", connId, edgeId, heartbeatMs, maxFrameBytes, ackAnswers: true }
+          : { t: "welcome", connId, edgeId, heartbeatMs, maxFrameBytes };
       return { ok: true, frame };
     }
     case "bye": {

@@ -13,6 +13,7 @@ import {
   encodeAck,
   encodeFrame,
   encodeReq,
+  type HelloFrame,
   isValidDeviceId,
   isValidRequestId,
   isValidType,
@@ -69,6 +70,14 @@ export interface TetherClientOptions {
   readonly logger?: SdkLogger | undefined;
   /** Random source in [0, 1), for tests. */
   readonly random?: (() => number) | undefined;
+  /**
+   * Ask for answer acknowledgements (protocol 1.1, default false): the hello carries
+   * `"ackAnswers":true` and, when the edge confirms it in `welcome`, the client acks every final
+   * answer (`res`, or `error` with an id), repeats included. The edge then keeps an answer until
+   * it is acked and sends it again on the next connection, instead of counting it delivered once
+   * written to the socket.
+   */
+  readonly ackAnswers?: boolean | undefined;
 }
 
 export interface RequestOptions {
@@ -86,6 +95,8 @@ export interface ConnectionInfo {
   readonly edgeId: string;
   readonly heartbeatMs: number;
   readonly maxFrameBytes: number;
+  /** True when the client asked for answer acknowledgements and the edge confirmed them. */
+  readonly ackAnswers: boolean;
 }
 
 export const ClientStatus = {
@@ -538,10 +549,13 @@ export class TetherClient {
     const onOpen = (): void => {
       conn.connected = true;
       socket.setKeepAlive(true, 30_000);
-      const hello =
-        options.token === undefined
-          ? { t: "hello" as const, v: PROTOCOL_VERSION, deviceId: options.deviceId }
-          : { t: "hello" as const, v: PROTOCOL_VERSION, deviceId: options.deviceId, token: options.token };
+      const hello: HelloFrame = {
+        t: "hello",
+        v: PROTOCOL_VERSION,
+        deviceId: options.deviceId,
+        ...(options.token === undefined ? {} : { token: options.token }),
+        ...(options.ackAnswers === true ? { ackAnswers: true } : {}),
+      };
       this.#write(conn, encodeFrame(hello));
     };
     socket.once(tls !== undefined && tls !== false ? "secureConnect" : "connect", onOpen);
@@ -597,6 +611,7 @@ export class TetherClient {
         return;
       }
       case "res": {
+        this.#ackAnswer(conn, frame.id);
         const entry = this.#pending.get(frame.id);
         if (entry === undefined) return; // A repeat or a late answer: already settled.
         this.#pending.delete(frame.id);
@@ -646,6 +661,8 @@ export class TetherClient {
       edgeId: frame.edgeId,
       heartbeatMs: frame.heartbeatMs,
       maxFrameBytes: frame.maxFrameBytes,
+      // An echo the client did not ask for changes nothing: it only acks what it asked to.
+      ackAnswers: this.#options.ackAnswers === true && frame.ackAnswers === true,
     };
     conn.info = info;
     conn.welcomedAt = Date.now();
@@ -681,6 +698,7 @@ export class TetherClient {
   #onErrorFrame(conn: Connection, frame: Extract<ServerFrame, { t: "error" }>): void {
     const message = frame.message ?? frame.code;
     if (frame.id !== undefined) {
+      this.#ackAnswer(conn, frame.id);
       const entry = this.#pending.get(frame.id);
       if (entry !== undefined) {
         // The first request with this id is still open at the edge: its answer is on the way.
@@ -750,6 +768,14 @@ export class TetherClient {
     }
     // The ack belongs to the connection the push came on; if that one is gone, it comes again.
     if (conn === this.#conn && conn.info !== undefined) this.#write(conn, encodeAck(id));
+  }
+
+  /**
+   * Acks a final answer when the edge agreed to answer acknowledgements; a repeat is acked too,
+   * or the edge would keep sending it. On the connection the answer came on, as for pushes.
+   */
+  #ackAnswer(conn: Connection, requestId: string): void {
+    if (conn.info?.ackAnswers === true) this.#write(conn, encodeAck(requestId));
   }
 
   /**

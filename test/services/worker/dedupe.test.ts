@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DedupeWindow } from "../../../services/worker/dedupe.ts";
+import { DedupeWindow, dedupeKey } from "../../../services/worker/dedupe.ts";
 
 test("the window forgets the least recently used key when full", () => {
   const window = new DedupeWindow<string>({ maxEntries: 2, ttlMs: 1000, now: () => 0 });
@@ -29,4 +29,28 @@ test("a window of size zero remembers nothing", () => {
   const window = new DedupeWindow<string>({ maxEntries: 0, ttlMs: 100 });
   window.set("a", "A");
   assert.equal(window.get("a"), undefined);
+});
+
+test("the dedupe key is the same for the same id, type and body, and differs when any of them changes", () => {
+  const base = { deviceId: "dev-1", id: "r1", type: "orders.create", body: { sku: "a", qty: 1 } };
+  assert.equal(dedupeKey(base), dedupeKey({ ...base, body: { sku: "a", qty: 1 } }));
+  assert.notEqual(dedupeKey(base), dedupeKey({ ...base, body: { sku: "a", qty: 2 } }));
+  assert.notEqual(dedupeKey(base), dedupeKey({ ...base, type: "orders.cancel" }));
+  assert.notEqual(dedupeKey(base), dedupeKey({ ...base, id: "r2" }));
+  assert.notEqual(dedupeKey(base), dedupeKey({ ...base, deviceId: "dev-2" }));
+});
+
+test("the dedupe key keeps deviceId and id apart even when both contain ':'", () => {
+  const body = null;
+  assert.notEqual(
+    dedupeKey({ deviceId: "a:b", id: "c", type: "t", body }),
+    dedupeKey({ deviceId: "a", id: "b:c", type: "t", body }),
+  );
+});
+
+test("the dedupe key does not let the type run into the body", () => {
+  assert.notEqual(
+    dedupeKey({ deviceId: "d", id: "r", type: "a", body: "bc" }),
+    dedupeKey({ deviceId: "d", id: "r", type: "ab", body: "c" }),
+  );
 });

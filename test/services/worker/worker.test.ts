@@ -9,7 +9,7 @@ import {
 import { MemoryBroker } from "../../../shared/broker/memory/index.ts";
 import { tetherTopics } from "../../../shared/broker/topics.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
-import { Header } from "../../../shared/records/index.ts";
+import { Header, requestRecord } from "../../../shared/records/index.ts";
 import { MemoryRegistry } from "../../../shared/registry/memory/index.ts";
 import { Collector, requestMessage, sleep, type TestRequest, testConfig } from "./fixtures.ts";
 
@@ -203,6 +203,64 @@ test("a repeated request within the window gets the first answer, at its own rou
   assert.equal(all[1]?.message.partition, 0);
   assert.equal(all[1]?.message.headers[Header.Conn], "conn-2");
   assert.match(await worker.metrics.registry.metrics(), /tether_worker_deduplicated_total 1/);
+});
+
+test("a request id reused after its answer with a different body runs the handler and gets its own answer", async (t) => {
+  const { worker, send, replies } = await setup(t);
+  const seen: unknown[] = [];
+  worker.handle("count", (req) => {
+    seen.push(req.body);
+    return { calls: seen.length, body: req.body };
+  });
+  await worker.start();
+  await send({ deviceId: "dev-1", id: "r1", type: "count", body: { n: 1 } });
+  await replies.waitForCount(1);
+  await send({ deviceId: "dev-1", id: "r1", type: "count", body: { n: 2 } });
+  const all = await replies.waitForCount(2);
+  assert.deepEqual(seen, [{ n: 1 }, { n: 2 }]);
+  assert.deepEqual(all[1]?.frame, { t: "res", id: "r1", body: { calls: 2, body: { n: 2 } } });
+  assert.match(await worker.metrics.registry.metrics(), /tether_worker_deduplicated_total 0/);
+});
+
+test("a request id reused with a different type runs that type's handler", async (t) => {
+  const { worker, send, replies } = await setup(t);
+  worker.handle("first", () => "first ran");
+  worker.handle("second", () => "second ran");
+  await worker.start();
+  await send({ deviceId: "dev-1", id: "r1", type: "first", body: { same: true } });
+  await replies.waitForCount(1);
+  await send({ deviceId: "dev-1", id: "r1", type: "second", body: { same: true } });
+  const all = await replies.waitForCount(2);
+  assert.deepEqual(all[1]?.frame, { t: "res", id: "r1", body: "second ran" });
+});
+
+test("a resend with the same id, type and body, spaced differently, is answered from the window", async (t) => {
+  const { worker, producer, config, replies } = await setup(t);
+  let calls = 0;
+  worker.handle("count", () => {
+    calls += 1;
+    return { calls };
+  });
+  await worker.start();
+  const request = { deviceId: "dev-1", id: "r1", type: "count", receivedAt: Date.now() };
+  await producer.send(requestRecord(config.names.requestsTopic, route, request, '{"a":[1,2],"b":"x"}'));
+  await replies.waitForCount(1);
+  await producer.send(requestRecord(config.names.requestsTopic, route, request, '{ "a" : [ 1, 2 ],\t"b": "x" }'));
+  const all = await replies.waitForCount(2);
+  assert.equal(calls, 1);
+  assert.deepEqual(all[1]?.frame, { t: "res", id: "r1", body: { calls: 1 } });
+  assert.match(await worker.metrics.registry.metrics(), /tether_worker_deduplicated_total 1/);
+});
+
+test("two devices whose deviceId and id join to the same text keep their own answers", async (t) => {
+  const { worker, send, replies } = await setup(t);
+  worker.handle("who", (req) => req.deviceId);
+  await worker.start();
+  await send({ deviceId: "dev:1", id: "r1", type: "who" });
+  await replies.waitForCount(1);
+  await send({ deviceId: "dev", id: "1:r1", type: "who" });
+  const all = await replies.waitForCount(2);
+  assert.deepEqual(all[1]?.frame, { t: "res", id: "1:r1", body: "dev" });
 });
 
 test("when the answer cannot be produced the request is retried, answered later, and the handler ran once", async (t) => {

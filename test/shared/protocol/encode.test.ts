@@ -73,3 +73,32 @@ describe("frame encoding", () => {
     });
   });
 });
+
+describe("welcome with answer acknowledgements (protocol 1.1)", () => {
+  const fields = { connId: "c1", edgeId: "e1", heartbeatMs: 30000, maxFrameBytes: 65536 };
+
+  it("carries ackAnswers only when the edge agreed", () => {
+    assert.deepEqual(decodeLine(encodeWelcome({ ...fields, ackAnswers: true })), {
+      t: "welcome",
+      ...fields,
+      ackAnswers: true,
+    });
+    assert.equal(encodeWelcome({ ...fields, ackAnswers: false }), encodeWelcome(fields));
+    assert.equal(encodeWelcome(fields).includes("ackAnswers"), false);
+  });
+
+  it("round-trips through parseServerFrame", () => {
+    assert.deepEqual(parseServerFrame(encodeWelcome({ ...fields, ackAnswers: true }).trimEnd()), {
+      ok: true,
+      frame: { t: "welcome", ...fields, ackAnswers: true },
+    });
+  });
+
+  it("encodes a hello asking for them so that parseClientFrame keeps the flag", () => {
+    const line = encodeFrame({ t: "hello", v: 1, deviceId: "d", ackAnswers: true });
+    assert.deepEqual(parseClientFrame(line.trimEnd()), {
+      ok: true,
+      frame: { t: "hello", v: 1, deviceId: "d", ackAnswers: true },
+    });
+  });
+});

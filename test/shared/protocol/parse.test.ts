@@ -164,3 +164,33 @@ describe("parseServerFrame", () => {
     assert.ok(!r.ok && r.code === "unknown_frame");
   });
 });
+
+describe("answer acknowledgements in hello and welcome (protocol 1.1)", () => {
+  it("keeps a hello's ackAnswers only when it is the literal true", () => {
+    assert.deepEqual(parseClientFrame('{"t":"hello","v":1,"deviceId":"d","token":"k","ackAnswers":true}'), {
+      ok: true,
+      frame: { t: "hello", v: 1, deviceId: "d", token: "k", ackAnswers: true },
+    });
+    assert.deepEqual(parseClientFrame('{"t":"hello","v":1,"deviceId":"d","ackAnswers":true}'), {
+      ok: true,
+      frame: { t: "hello", v: 1, deviceId: "d", ackAnswers: true },
+    });
+    for (const value of ["false", '"true"', "1", "null", "{}", "[true]"]) {
+      assert.deepEqual(parseClientFrame(`{"t":"hello","v":1,"deviceId":"d","ackAnswers":${value}}`), {
+        ok: true,
+        frame: { t: "hello", v: 1, deviceId: "d" },
+      });
+    }
+  });
+
+  it("keeps a welcome's ackAnswers when true and drops anything else", () => {
+    const base = { t: "welcome", connId: "c", edgeId: "e", heartbeatMs: 30000, maxFrameBytes: 65536 } as const;
+    assert.deepEqual(parseServerFrame(JSON.stringify({ ...base, ackAnswers: true })), {
+      ok: true,
+      frame: { ...base, ackAnswers: true },
+    });
+    for (const ackAnswers of [false, "true", 1, null]) {
+      assert.deepEqual(parseServerFrame(JSON.stringify({ ...base, ackAnswers })), { ok: true, frame: base });
+    }
+  });
+});

@@ -59,7 +59,13 @@ describe("TetherClient", () => {
     const edge = await startEdge(t);
     const c = client(t, edge, { token: "tok-1" });
     const info = await c.connect();
-    assert.deepEqual(info, { connId: "c0", edgeId: "fake", heartbeatMs: 30000, maxFrameBytes: 65536 });
+    assert.deepEqual(info, {
+      connId: "c0",
+      edgeId: "fake",
+      heartbeatMs: 30000,
+      maxFrameBytes: 65536,
+      ackAnswers: false,
+    });
     assert.deepEqual(edge.received("hello"), [{ t: "hello", v: 1, deviceId: "dev-1", token: "tok-1" }]);
     assert.equal(c.status, "open");
   });
