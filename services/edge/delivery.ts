@@ -1,9 +1,17 @@
 import type { Limiter } from "../../shared/async/index.ts";
-import type { IncomingMessage, Producer } from "../../shared/broker/types.ts";
+import type { IncomingMessage, Pending, Producer } from "../../shared/broker/types.ts";
 import { ErrorCode, TetherError } from "../../shared/errors/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import { ByeReason, encodeBye, toLineJson } from "../../shared/protocol/index.ts";
-import { type ControlRecord, Header, ReplyKind } from "../../shared/records/index.ts";
+import {
+  type AnswerReply,
+  type ControlRecord,
+  decodeReply,
+  forwardedRecord,
+  type PushReply,
+  ReplyKind,
+} from "../../shared/records/index.ts";
+import { ownerLive } from "../../shared/registry/index.ts";
 import type { ConnectionRecord, Registry } from "../../shared/registry/types.ts";
 import type { EdgeConfig } from "./config.ts";
 import type { Ingress } from "./ingress.ts";
@@ -12,8 +20,10 @@ import type { Outbound } from "./outbound.ts";
 import type { Ownership } from "./ownership.ts";
 import type { Session } from "./session.ts";
 
-const NEWLINE = Buffer.from("\n");
+const NEWLINE = 10;
 const ERROR_PREFIX = Buffer.from('{"t":"error"');
+/** Outbox ids of parked answers; pushes keep the router's message id. */
+const ANSWER_PREFIX = "answer:";
 
 export interface DeliveryDeps {
   readonly config: EdgeConfig;
@@ -32,9 +42,11 @@ export interface DeliveryDeps {
 }
 
 /**
- * The reply slot's consumer: every record of this edge's partition of `replies` is delivered to
- * the connection it is for, forwarded to the slot of the edge that holds the device now, or
- * parked in the device's outbox; control records close or wake connections here.
+ * The reply slots' consumer: every record is delivered to the connection it is for, forwarded
+ * to the slot of the edge that holds the device now, or parked in the device's outbox; control
+ * records close or wake connections here. An answer counts as delivered only once it reached
+ * the kernel (or, for a device that acknowledges answers, once it was acked); until then the
+ * record's offset is not committed, and an answer whose connection ends first is parked.
  */
 export class Delivery {
   readonly #deps: DeliveryDeps;
@@ -44,133 +56,134 @@ export class Delivery {
   }
 
   /**
-   * One record of a slot; resolves once it is handled (then its offset may be committed).
-   * `fence` says whether this edge can still prove its lease on the slot the record came from:
-   * it is asked before every write to a device and after every wait, and while it says no the
-   * record is refused (and retried by the consumer), so a zombie writes nothing.
+   * One record of a slot. `fence` says whether this edge can still prove its lease on the slot
+   * the record came from: it is asked before every write to a device and after every wait, and
+   * while it says no the record is refused (and retried by the consumer), so a zombie writes
+   * nothing.
    */
-  async onReply(message: IncomingMessage, fence: () => boolean): Promise<void> {
+  async onReply(message: IncomingMessage, fence: () => boolean): Promise<undefined | Pending> {
     assertFenced(fence);
-    const headers = message.headers;
-    const kind = headers[Header.Kind] ?? ReplyKind.Answer;
-    const deviceId = headers[Header.Device] ?? message.key;
-    if (deviceId === undefined || deviceId === null || deviceId === "") {
+    const decoded = decodeReply(message);
+    if (!decoded.ok) {
       this.#deps.metrics.reply("dropped");
-      this.#deps.log.warn({ partition: message.partition, offset: message.offset }, "reply without a device dropped");
-      return;
+      this.#deps.log.warn(
+        { partition: message.partition, offset: message.offset, reason: decoded.reason },
+        "reply dropped",
+      );
+      return undefined;
     }
-    if (kind === ReplyKind.Answer) {
-      const target = this.#answerTarget(message, deviceId);
-      if (target !== undefined) this.#write(target, message, ReplyKind.Answer);
-      else await this.#route(message, deviceId, kind, fence);
-      return;
+    const reply = decoded.value;
+    if (reply.kind === ReplyKind.Control) {
+      this.#control(reply.control);
+      return undefined;
     }
-    if (kind === ReplyKind.Push) {
-      const owner = this.#deps.ownership.owner(deviceId);
-      if (owner !== undefined) this.#write(owner, message, ReplyKind.Push);
-      else await this.#route(message, deviceId, kind, fence);
-      return;
+    if (reply.kind === ReplyKind.Answer) {
+      const target = this.#answerTarget(reply);
+      if (target !== undefined) return this.#deliverAnswer(target, reply, message);
+    } else {
+      const owner = this.#deps.ownership.owner(reply.deviceId);
+      if (owner !== undefined) {
+        this.#writePush(owner, reply);
+        return undefined;
+      }
     }
-    if (kind === ReplyKind.Control) {
-      this.#control(message);
-      return;
-    }
-    this.#deps.metrics.reply("dropped");
-    this.#deps.log.warn({ kind, offset: message.offset }, "reply of unknown kind dropped");
+    return this.#route(message, reply, fence);
   }
 
   /** The open session an answer is for, when it is still the device's owner here. */
-  #answerTarget(message: IncomingMessage, deviceId: string): Session | undefined {
-    const connId = message.headers[Header.Conn];
-    if (connId === undefined) return undefined;
-    const session = this.#deps.session(connId);
-    const requestId = message.headers[Header.RequestId];
-    if (requestId !== undefined) this.#deps.ingress.answered(connId, requestId, session);
-    return session !== undefined && this.#deps.ownership.owner(deviceId) === session ? session : undefined;
+  #answerTarget(reply: AnswerReply): Session | undefined {
+    if (reply.connId === null) return undefined;
+    const session = this.#deps.session(reply.connId);
+    if (reply.requestId !== null) this.#deps.ingress.answered(reply.connId, reply.requestId, session);
+    return session !== undefined && this.#deps.ownership.owner(reply.deviceId) === session ? session : undefined;
   }
 
-  /** Writes an answer or push frame to a session. */
-  #write(session: Session, message: IncomingMessage, kind: ReplyKind): void {
+  /** Writes an answer; its offset becomes committable once it is delivered or parked. */
+  #deliverAnswer(session: Session, reply: AnswerReply, message: IncomingMessage): Pending {
     const { metrics } = this.#deps;
-    const value = oneLine(message.value);
-    session.write(value);
-    if (value[value.length - 1] !== 10) session.write(NEWLINE);
-    metrics.reply("delivered");
-    if (kind === ReplyKind.Push) {
-      metrics.frameOut("push");
-      const messageId = message.headers[Header.MessageId] ?? pushIdOf(value.toString("utf8"));
-      if (messageId !== undefined) session.pushWritten(messageId);
-      return;
-    }
-    metrics.frameOut(value.subarray(0, ERROR_PREFIX.length).equals(ERROR_PREFIX) ? "error" : "res");
-    const receivedAt = Number(message.headers[Header.ReceivedAt]);
-    if (receivedAt > 0) metrics.replyLatency.observe(Math.max(0, this.#deps.now() - receivedAt) / 1000);
+    const frame = asLine(reply.frame);
+    metrics.frameOut(frame.subarray(0, ERROR_PREFIX.length).equals(ERROR_PREFIX) ? "error" : "res");
+    if (reply.receivedAt !== null)
+      metrics.replyLatency.observe(Math.max(0, this.#deps.now() - reply.receivedAt) / 1000);
+    const durable = new Promise<void>((resolve, reject) => {
+      session.writeAnswer(frame, reply.requestId, (delivered) => {
+        if (delivered) {
+          metrics.reply("delivered");
+          resolve();
+          return;
+        }
+        // Cut or closed before the answer got out (or was acked): keep it for the next connection.
+        this.#park(message, reply.deviceId).then(resolve, reject);
+      });
+    });
+    return { durable };
+  }
+
+  #writePush(session: Session, reply: PushReply): void {
+    session.write(asLine(reply.frame));
+    this.#deps.metrics.reply("delivered");
+    this.#deps.metrics.frameOut("push");
+    if (reply.messageId !== null) session.pushWritten(reply.messageId);
   }
 
   /**
    * A reply whose connection is not here: deliver to the device's connection on this edge,
    * forward to the slot of the edge that owns it, or park it in the outbox.
    */
-  async #route(message: IncomingMessage, deviceId: string, kind: ReplyKind, fence: () => boolean): Promise<void> {
+  async #route(
+    message: IncomingMessage,
+    reply: AnswerReply | PushReply,
+    fence: () => boolean,
+  ): Promise<undefined | Pending> {
     const { config, registry } = this.#deps;
+    const deviceId = reply.deviceId;
     const record = await registry.connections.get(deviceId);
     assertFenced(fence);
     if (record !== null) {
       if (this.#isHere(record)) {
         const session = this.#deps.session(record.connId);
         if (session?.isOpen === true) {
-          this.#write(session, message, kind);
-          return;
+          if (reply.kind === ReplyKind.Answer) return this.#deliverAnswer(session, reply, message);
+          this.#writePush(session, reply);
+          return undefined;
         }
-      } else if (await this.#leaseLive(record)) {
-        const hops = Number(message.headers[Header.Hops] ?? "0") || 0;
-        if (hops < config.maxHops) {
-          await this.#deps.producer.send(
-            {
-              topic: config.common.names.repliesTopic,
-              partition: record.slot,
-              key: deviceId,
-              value: message.value,
-              headers: { ...message.headers, [Header.Conn]: record.connId, [Header.Hops]: String(hops + 1) },
-            },
-            { timeoutMs: config.produceTimeoutMs },
-          );
+      } else if (await ownerLive(registry.leases, record, this.#deps.now)) {
+        if (reply.hops < config.maxHops) {
+          const forwarded = forwardedRecord(config.common.names.repliesTopic, record.slot, message, record.connId);
+          await this.#deps.producer.send(forwarded, { timeoutMs: config.produceTimeoutMs });
           this.#deps.metrics.reply("forwarded");
-          return;
+          return undefined;
         }
-        this.#deps.log.warn({ deviceId, hops }, "reply forwarded too often; parking it");
+        this.#deps.log.warn({ deviceId, hops: reply.hops }, "reply forwarded too often; parking it");
       }
     }
-    if (kind === ReplyKind.Push) {
+    if (reply.kind === ReplyKind.Push) {
       // The router stored the push in the outbox already; it goes out on the next connection.
       this.#deps.metrics.reply("parked");
-      return;
+      return undefined;
     }
     await this.#park(message, deviceId);
+    return undefined;
   }
 
   #isHere(record: ConnectionRecord): boolean {
     return record.edgeId === this.#deps.config.edgeId && record.slot === this.#deps.slot;
   }
 
-  async #leaseLive(record: ConnectionRecord): Promise<boolean> {
-    const lease = await this.#deps.registry.leases.get(record.slot);
-    return lease !== null && lease.edgeId === record.edgeId && lease.leaseUntil > this.#deps.now();
-  }
-
   async #park(message: IncomingMessage, deviceId: string): Promise<void> {
+    const decoded = decodeReply(message);
+    if (!decoded.ok || decoded.value.kind !== ReplyKind.Answer) return;
+    const reply = decoded.value;
     const { config, registry } = this.#deps;
     const now = this.#deps.now();
-    const requestId = message.headers[Header.RequestId];
-    const expiresHeader = Number(message.headers[Header.ExpiresAt]);
-    let frame = message.value.toString("utf8");
+    let frame = reply.frame.toString("utf8");
     if (frame.endsWith("\n")) frame = frame.trimEnd();
     await registry.outbox.put({
       deviceId,
-      messageId: requestId === undefined ? `answer:${message.partition}:${message.offset}` : `answer:${requestId}`,
+      messageId: `${ANSWER_PREFIX}${reply.requestId ?? `${message.partition}:${message.offset}`}`,
       frame,
       createdAt: now,
-      expiresAt: expiresHeader > now ? expiresHeader : now + config.outboxTtlMs,
+      expiresAt: reply.expiresAt !== null && reply.expiresAt > now ? reply.expiresAt : now + config.outboxTtlMs,
     });
     this.#deps.metrics.reply("parked");
     // The device may have connected between our lookup and the put, after its welcome read the
@@ -180,19 +193,12 @@ export class Delivery {
     if (this.#isHere(owner)) {
       const session = this.#deps.session(owner.connId);
       if (session?.isOpen === true) await this.deliverOutbox(session, deviceId);
-    } else if (await this.#leaseLive(owner)) {
+    } else if (await ownerLive(registry.leases, owner, this.#deps.now)) {
       this.#deps.outbound.control(owner.slot, { op: "deliver_outbox", deviceId });
     }
   }
 
-  #control(message: IncomingMessage): void {
-    let control: ControlRecord;
-    try {
-      control = JSON.parse(message.value.toString("utf8")) as ControlRecord;
-    } catch {
-      this.#deps.metrics.reply("dropped");
-      return;
-    }
+  #control(control: ControlRecord): void {
     if (control.op === "close") {
       const session = this.#deps.session(control.connId);
       if (session !== undefined && session.deviceId === control.deviceId && !session.isClosing) {
@@ -201,13 +207,14 @@ export class Delivery {
       }
       return;
     }
-    if (control.op === "deliver_outbox") {
-      const owner = this.#deps.ownership.owner(control.deviceId);
-      if (owner !== undefined) this.deliverOutbox(owner, control.deviceId).catch(() => {});
-    }
+    const owner = this.#deps.ownership.owner(control.deviceId);
+    if (owner !== undefined) this.deliverOutbox(owner, control.deviceId).catch(() => {});
   }
 
-  /** Writes a device's waiting messages: answers are deleted once written, pushes once acked. */
+  /**
+   * Writes a device's waiting messages. An answer leaves the outbox once delivered (acked, for a
+   * device that acknowledges answers); a push once the device acks it.
+   */
   async deliverOutbox(session: Session, deviceId: string): Promise<void> {
     const { registry, metrics } = this.#deps;
     let entries: Awaited<ReturnType<Registry["outbox"]["list"]>>;
@@ -219,21 +226,26 @@ export class Delivery {
     }
     for (const entry of entries) {
       if (!session.isOpen) return;
-      session.write(`${toLineJson(entry.frame.trim())}\n`);
-      if (pushIdOf(entry.frame) !== undefined) {
+      const frame = Buffer.from(`${toLineJson(entry.frame.trim())}\n`, "utf8");
+      if (!entry.messageId.startsWith(ANSWER_PREFIX)) {
+        session.write(frame);
         metrics.frameOut("push");
         session.pushWritten(entry.messageId);
-      } else {
-        metrics.frameOut(entry.frame.startsWith('{"t":"error"') ? "error" : "res");
+        continue;
+      }
+      metrics.frameOut(entry.frame.startsWith('{"t":"error"') ? "error" : "res");
+      session.writeAnswer(frame, entry.messageId.slice(ANSWER_PREFIX.length), (delivered) => {
+        if (!delivered) return; // stays in the outbox for the next connection
         metrics.reply("delivered");
         this.#deleteEntry(deviceId, entry.messageId);
-      }
+      });
     }
   }
 
-  /** The device acked a push written to this session: it leaves the outbox. */
-  pushAcked(session: Session, deviceId: string, messageId: string): void {
-    if (session.pushAcked(messageId)) this.#deleteEntry(deviceId, messageId);
+  /** The device acked an answer or a push written to this session. */
+  acked(session: Session, deviceId: string, id: string): void {
+    if (session.answerAcked(id)) return;
+    if (session.pushAcked(id)) this.#deleteEntry(deviceId, id);
   }
 
   #deleteEntry(deviceId: string, messageId: string): void {
@@ -253,24 +265,14 @@ function assertFenced(fence: () => boolean): void {
 }
 
 /**
- * A reply value as one line. Producers write compact JSON, so this is normally the value itself;
- * a value with line breaks inside (pretty-printed JSON) would break the device's framing, and in
- * valid JSON they can only be whitespace, so they are removed.
+ * A reply value as one line. Producers write compact JSON, so this is normally the value itself
+ * with its newline; a value with line breaks inside (pretty-printed JSON) would break the
+ * device's framing, and in valid JSON they can only be whitespace, so they are removed.
  */
-function oneLine(value: Buffer): Buffer {
-  const lf = value.indexOf(10);
+function asLine(value: Buffer): Buffer {
+  const lf = value.indexOf(NEWLINE);
   const cr = value.indexOf(13);
-  if ((lf === -1 || lf === value.length - 1) && cr === -1) return value;
-  return Buffer.from(toLineJson(value.toString("utf8").trim()), "utf8");
-}
-
-/** The id of a push frame held as JSON text, or undefined when the text is not a push. */
-function pushIdOf(frame: string): string | undefined {
-  if (!frame.startsWith('{"t":"push"') && !frame.includes('"push"')) return undefined;
-  try {
-    const parsed = JSON.parse(frame) as { t?: unknown; id?: unknown };
-    return parsed.t === "push" && typeof parsed.id === "string" ? parsed.id : undefined;
-  } catch {
-    return undefined;
-  }
+  if (lf === -1 && cr === -1) return Buffer.concat([value, Buffer.from("\n")]);
+  if (lf === value.length - 1 && cr === -1) return value;
+  return Buffer.from(`${toLineJson(value.toString("utf8").trim())}\n`, "utf8");
 }

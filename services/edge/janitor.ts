@@ -1,4 +1,4 @@
-import type { Broker, BrokerAdmin, IncomingMessage, PartitionConsumer } from "../../shared/broker/types.ts";
+import type { Broker, BrokerAdmin, IncomingMessage, PartitionConsumer, Pending } from "../../shared/broker/types.ts";
 import { slotGroup } from "../../shared/config/index.ts";
 import { ErrorCode, hasErrorCode } from "../../shared/errors/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
@@ -8,7 +8,7 @@ import type { EdgeConfig } from "./config.ts";
 import { HeldLease, leaseMargin } from "./lease.ts";
 
 /** Handles one record of a slot; `fence` says whether the slot's lease is still proven. */
-export type SlotHandler = (message: IncomingMessage, fence: () => boolean) => Promise<void>;
+export type SlotHandler = (message: IncomingMessage, fence: () => boolean) => Promise<undefined | Pending>;
 
 export interface JanitorOptions {
   readonly broker: Broker;
@@ -136,9 +136,9 @@ export class Janitor {
     const adopted: Adopted = { lease, consumer, lastActivity: clock() };
     this.#adopted.set(row.slot, adopted);
     logger.info({ slot: row.slot, from: row.edgeId, why, generation: taken.generation }, "slot adopted to drain it");
-    await consumer.start(async (message) => {
+    await consumer.start((message) => {
       adopted.lastActivity = clock();
-      await this.#options.handle(message, () => lease.valid());
+      return this.#options.handle(message, () => lease.valid());
     });
   }
 

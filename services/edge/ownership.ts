@@ -1,7 +1,8 @@
 import type { Limiter } from "../../shared/async/index.ts";
 import type { Authenticator } from "../../shared/auth/index.ts";
+import { ErrorCode, hasErrorCode } from "../../shared/errors/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
-import { ByeReason, encodeBye, encodeWelcome, type HelloFrame } from "../../shared/protocol/index.ts";
+import { ByeReason, encodeBye, encodeReplaced, encodeWelcome, type HelloFrame } from "../../shared/protocol/index.ts";
 import type { ClaimResult, ConnectionRecord, Registry } from "../../shared/registry/types.ts";
 import type { EdgeConfig } from "./config.ts";
 import type { EdgeMetrics } from "./metrics.ts";
@@ -61,8 +62,9 @@ export class Ownership {
 
   /** A hello was read on a session waiting for it. */
   hello(session: Session, frame: HelloFrame): void {
-    session.authenticating(frame.deviceId);
-    this.#authenticate(session, frame.deviceId, frame.token).catch((error: unknown) => {
+    session.authenticating(frame.deviceId, frame.ackAnswers === true);
+    const helloAt = this.#deps.now();
+    this.#authenticate(session, frame.deviceId, frame.token, helloAt).catch((error: unknown) => {
       this.#deps.log.error({ err: error, connId: session.connId }, "hello failed");
       if (session.state.phase !== "authenticating") return;
       session.sendError({ code: "unavailable", message: "edge could not complete hello", retryable: true });
@@ -70,7 +72,18 @@ export class Ownership {
     });
   }
 
-  async #authenticate(session: Session, deviceId: string, token: string | undefined): Promise<void> {
+  /** A hello whose claim would land later than the hello timeout is dropped: the device gave up. */
+  #stale(helloAt: number): boolean {
+    return this.#deps.now() - helloAt > this.#deps.config.limits.helloTimeoutMs;
+  }
+
+  #refuse(session: Session, message: string): void {
+    if (session.state.phase !== "authenticating") return;
+    session.sendError({ code: "unavailable", message, retryable: true });
+    session.close("unavailable");
+  }
+
+  async #authenticate(session: Session, deviceId: string, token: string | undefined, helloAt: number): Promise<void> {
     const { config, log, registry } = this.#deps;
     const verdict = await this.#deps.auth.verify(deviceId, token);
     if (session.state.phase !== "authenticating") return;
@@ -81,45 +94,51 @@ export class Ownership {
       return;
     }
     if (!this.#deps.fence()) {
-      session.sendError({ code: "unavailable", message: "edge cannot reach its registry; retry", retryable: true });
-      session.close("unavailable");
+      this.#refuse(session, "edge cannot reach its registry; retry");
       return;
     }
     const connId = session.connId;
     let claim: ClaimResult;
     try {
-      // A hello that waited in the queue behind a storm may belong to a socket the device has
-      // given up on since: claiming for it would take the device's record from the connection
-      // it opened instead.
-      const claimed = await this.#deps.helloCalls.run(async () =>
-        session.state.phase !== "authenticating"
-          ? null
-          : registry.connections.claim({
-              deviceId,
-              edgeId: config.edgeId,
-              slot: this.#deps.slot,
-              connId,
-              connectedAt: this.#deps.now(),
-            }),
-      );
-      if (claimed === null) return;
+      // The hello's place in the device's order is taken as soon as it is read; a claim wins
+      // only over older hellos, whenever it lands (a slow store cannot make an old hello win).
+      // Taken before the claims' queue, so that the order is the hellos' and not the queue's.
+      const attempt = await registry.connections.beginAttempt(deviceId);
+      const claimed = await this.#deps.helloCalls.run(async () => {
+        if (session.state.phase !== "authenticating" || this.#stale(helloAt)) return null;
+        const at = this.#deps.now();
+        return registry.connections.claim({
+          deviceId,
+          edgeId: config.edgeId,
+          slot: this.#deps.slot,
+          connId,
+          connectedAt: at,
+          attempt,
+        });
+      });
+      if (claimed === null) {
+        this.#refuse(session, "hello took too long; retry");
+        return;
+      }
       claim = claimed;
     } catch (error) {
-      log.warn({ err: error, connId, deviceId }, "ownership claim failed");
-      if (session.state.phase === "authenticating") {
-        session.sendError({ code: "unavailable", message: "registry unavailable, retry", retryable: true });
-        session.close("unavailable");
+      if (hasErrorCode(error, ErrorCode.Conflict)) {
+        // A newer hello of the device claimed it first: this connection is already replaced.
+        log.info({ connId, deviceId }, "hello overtaken by a newer one of the device");
+        if (session.state.phase === "authenticating") session.close(ByeReason.Replaced, encodeReplaced());
+        return;
       }
+      log.warn({ err: error, connId, deviceId }, "ownership claim failed");
+      this.#refuse(session, "registry unavailable, retry");
       return;
     }
-    if (session.state.phase !== "authenticating" || !this.#deps.running()) {
-      // Gone while claiming: the record must not outlive the socket, and a connection this
-      // claim displaced (the device's live one, opened after it gave up on this socket) gets
-      // its record back rather than none.
+    if (session.state.phase !== "authenticating" || !this.#deps.running() || this.#stale(helloAt)) {
+      // Gone while claiming (or too late to count): the record must not outlive the socket, and
+      // a connection this claim displaced (the device's live one) gets its record back.
       this.#release(deviceId, connId, claim.previous);
-      if (session.state.phase === "authenticating") {
+      if (!this.#deps.running() && session.state.phase === "authenticating") {
         session.close(ByeReason.Draining, encodeBye(ByeReason.Draining, reconnectMs(config)));
-      }
+      } else this.#refuse(session, "hello took too long; retry");
       return;
     }
     const epoch = claim.record.epoch;
@@ -130,14 +149,13 @@ export class Ownership {
     const limits = config.limits;
     session.write(
       encodeWelcome({
-        connId,
-        edgeId: config.edgeId,
-        heartbeatMs: limits.heartbeatMs,
-        maxFrameBytes: limits.maxFrameBytes,
+        ...{ connId, edgeId: config.edgeId, heartbeatMs: limits.heartbeatMs, maxFrameBytes: limits.maxFrameBytes },
+        ackAnswers: session.ackAnswers,
       }),
     );
     this.#deps.metrics.frameOut("welcome");
-    this.#deps.outbound.presence({ event: "connected", deviceId, edgeId: config.edgeId, connId, at: this.#deps.now() });
+    const at = this.#deps.now();
+    this.#deps.outbound.presence({ event: "connected", deviceId, edgeId: config.edgeId, connId, at, epoch });
     await this.#deps.welcomed(session);
   }
 
@@ -147,29 +165,29 @@ export class Ownership {
    * connection of the device already won on this edge.
    */
   #takeOver(session: Session, deviceId: string, epoch: number, previous: ConnectionRecord | null): boolean {
-    const { config } = this.#deps;
     const local = this.#owners.get(deviceId);
     if (local !== undefined && local !== session) {
       const localEpoch = local.state.phase === "open" ? local.state.epoch : 0;
       if (localEpoch > epoch) {
-        session.close(ByeReason.Replaced, encodeBye(ByeReason.Replaced));
+        session.close(ByeReason.Replaced, encodeReplaced(localEpoch));
         return false;
       }
-      local.close(ByeReason.Replaced, encodeBye(ByeReason.Replaced));
+      local.close(ByeReason.Replaced, encodeReplaced(epoch));
     }
-    if (previous === null || previous.connId === session.connId) return true;
-    if (previous.edgeId === config.edgeId && previous.slot === this.#deps.slot) {
-      const older = this.#deps.session(previous.connId);
-      if (older !== undefined && !older.isClosing) older.close(ByeReason.Replaced, encodeBye(ByeReason.Replaced));
-    } else {
-      this.#deps.outbound.control(previous.slot, {
-        op: "close",
-        deviceId,
-        connId: previous.connId,
-        reason: "replaced",
-      });
-    }
+    if (previous !== null && previous.connId !== session.connId) this.#closeDisplaced(deviceId, previous, epoch);
     return true;
+  }
+
+  /** Tells a connection that is no longer the device's owner to go, here or on its edge. */
+  #closeDisplaced(deviceId: string, displaced: ConnectionRecord, epoch: number | undefined): void {
+    const { config } = this.#deps;
+    if (displaced.edgeId === config.edgeId && displaced.slot === this.#deps.slot) {
+      const older = this.#deps.session(displaced.connId);
+      if (older !== undefined && !older.isClosing) older.close(ByeReason.Replaced, encodeReplaced(epoch));
+      return;
+    }
+    const order = { op: "close" as const, deviceId, connId: displaced.connId, reason: "replaced" as const };
+    this.#deps.outbound.control(displaced.slot, epoch === undefined ? order : { ...order, epoch });
   }
 
   /** An open session ended: the device is no longer here. */
@@ -178,21 +196,30 @@ export class Ownership {
     this.#release(deviceId, session.connId, null);
     const { config } = this.#deps;
     this.#deps.outbound.presence({
-      event: "disconnected",
-      deviceId,
-      edgeId: config.edgeId,
-      connId: session.connId,
-      at: this.#deps.now(),
-      reason,
+      ...{
+        event: "disconnected",
+        deviceId,
+        edgeId: config.edgeId,
+        connId: session.connId,
+        at: this.#deps.now(),
+        reason,
+      },
+      ...(session.epoch > 0 ? { epoch: session.epoch } : {}),
     });
   }
 
   #release(deviceId: string, connId: string, previous: ConnectionRecord | null): void {
     const connections = this.#deps.registry.connections;
-    const write =
-      previous !== null && previous.connId !== connId
-        ? () => connections.restore(connId, previous)
-        : () => connections.release(deviceId, connId);
+    const restoring = previous !== null && previous.connId !== connId;
+    const write = async () => {
+      if (!restoring) {
+        await connections.release(deviceId, connId);
+        return;
+      }
+      // A newer claim landed meanwhile: the connection this claim displaced is not the owner
+      // any more either, and is told so.
+      if (!(await connections.restore(connId, previous))) this.#closeDisplaced(deviceId, previous, undefined);
+    };
     this.#deps.background.run(write).catch((error: unknown) => {
       this.#deps.log.warn({ err: error, deviceId, connId }, "ownership release failed; the record dies with the lease");
     });

@@ -70,7 +70,7 @@ export class Protocol {
         this.#deps.ingress.request(session, state.deviceId, frame);
         return;
       case "ack":
-        this.#deps.delivery.pushAcked(session, state.deviceId, frame.id);
+        this.#deps.delivery.acked(session, state.deviceId, frame.id);
         return;
       case "ping":
         session.write(PONG_LINE);

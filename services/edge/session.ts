@@ -85,6 +85,12 @@ export class Session {
   #unacked: Set<string> | undefined;
   /** Lines right behind the hello, held until welcome is out (pipelining clients). */
   #early: Buffer[] | undefined;
+  /** The ownership epoch of this connection once it was welcomed; 0 before. */
+  #epoch = 0;
+  /** The device acknowledges answers (protocol 1.1 `ackAnswers`). */
+  #ackAnswers = false;
+  /** Answers written and not yet confirmed (acked, or handed to the kernel): request id -> outcome. */
+  #answers: Map<string, (delivered: boolean) => void> | undefined;
 
   constructor(options: SessionOptions) {
     this.socket = options.socket;
@@ -169,8 +175,19 @@ export class Session {
     this.close("frame_too_large");
   }
 
+  /** The ownership epoch this connection was welcomed with; 0 when it never was. */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  /** True when the device acknowledges every final answer. */
+  get ackAnswers(): boolean {
+    return this.#ackAnswers;
+  }
+
   /** A hello naming the device was read: lines behind it may be as large as any request. */
-  authenticating(deviceId: string): void {
+  authenticating(deviceId: string, ackAnswers = false): void {
+    this.#ackAnswers = ackAnswers;
     this.#state = { phase: "authenticating", deviceId };
     this.#splitter.setMaxFrameBytes(this.#limits.maxFrameBytes);
   }
@@ -178,6 +195,7 @@ export class Session {
   /** Welcome is about to be written: the session serves the device from here on. */
   opened(deviceId: string, epoch: number): void {
     this.#state = { phase: "open", deviceId, epoch };
+    this.#epoch = epoch;
     this.#giveBackBudget();
   }
 
@@ -237,6 +255,38 @@ export class Session {
     if (this.#open < this.#limits.maxInflight) this.unpause(Paused.Inflight);
   }
 
+  /**
+   * Writes a final answer and reports once whether it was delivered: for a device that
+   * acknowledges answers, when its ack comes; otherwise when the bytes reached the kernel. An
+   * answer still in the edge's own buffer when the connection ends, or never acked, reports
+   * false, so that it can be kept for the next connection.
+   */
+  writeAnswer(frame: Buffer, requestId: string | null, done: (delivered: boolean) => void): void {
+    if (this.isClosing || this.socket.destroyed) {
+      done(false);
+      return;
+    }
+    if (this.#ackAnswers && requestId !== null) {
+      this.#answers ??= new Map();
+      // A repeat of an answer still unacked: the earlier copy counts as delivered with it.
+      this.#answers.get(requestId)?.(true);
+      this.#answers.set(requestId, once(done));
+      this.write(frame);
+      return;
+    }
+    const report = once(done);
+    this.write(frame, (error) => report(error === undefined || error === null));
+  }
+
+  /** The device acked the answer to `requestId`; true when one was waiting. */
+  answerAcked(requestId: string): boolean {
+    const done = this.#answers?.get(requestId);
+    if (done === undefined) return false;
+    this.#answers?.delete(requestId);
+    done(true);
+    return true;
+  }
+
   pushWritten(messageId: string): void {
     this.#unacked ??= new Set();
     this.#unacked.add(messageId);
@@ -259,15 +309,19 @@ export class Session {
   }
 
   /** Writes a frame; a socket that does not keep up with its frames is cut. */
-  write(data: string | Buffer): void {
+  write(data: string | Buffer, flushed?: (error?: Error | null) => void): void {
     const socket = this.socket;
-    if (socket.destroyed || socket.writableEnded) return;
+    if (socket.destroyed || socket.writableEnded) {
+      flushed?.(new Error("connection closed"));
+      return;
+    }
     if (!this.#corked) {
       this.#corked = true;
       socket.cork();
       this.#batch.add(this);
     }
-    socket.write(data);
+    if (flushed === undefined) socket.write(data);
+    else socket.write(data, flushed);
     if (socket.writableLength > this.#limits.maxQueuedBytes) {
       this.#log.info({ connId: this.connId, deviceId: this.deviceId }, "device not reading; connection cut");
       this.close("slow_consumer", undefined, true);
@@ -308,6 +362,9 @@ export class Session {
       if (this.#paused !== 0) socket.resume();
     }
     this.#paused = 0;
+    const answers = this.#answers;
+    this.#answers = undefined;
+    for (const done of answers?.values() ?? []) done(false);
     this.#metrics.close(reason);
     this.#events.closed(this, reason, before);
   }
@@ -321,3 +378,13 @@ export class Session {
 
 /** Bad frames in a row after which the edge gives up on a connection. */
 const MAX_BAD_FRAMES = 10;
+
+/** Wraps a callback so that only its first call counts. */
+function once(done: (delivered: boolean) => void): (delivered: boolean) => void {
+  let called = false;
+  return (delivered) => {
+    if (called) return;
+    called = true;
+    done(delivered);
+  };
+}

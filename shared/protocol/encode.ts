@@ -64,6 +64,15 @@ export function encodeError(fields: ErrorFrameFields): string {
 }
 
 /** `{"t":"bye","reason":...}`, with `reconnectMs` when given. */
+/**
+ * `{"t":"bye","reason":"replaced","epoch":n}`: the connection was replaced by the device's newer
+ * one, whose ownership epoch is `epoch` (when known), so the device can tell which is newer.
+ */
+export function encodeReplaced(epoch?: number): string {
+  if (epoch === undefined || !Number.isSafeInteger(epoch)) return encodeBye("replaced");
+  return `{"t":"bye","reason":"replaced","epoch":${epoch}}\n`;
+}
+
 export function encodeBye(reason: ByeReason, reconnectMs?: number): string {
   if (reconnectMs === undefined || !Number.isFinite(reconnectMs)) {
     return `{"t":"bye","reason":${JSON.stringify(reason)}}\n`;

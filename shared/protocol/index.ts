@@ -11,6 +11,7 @@ export {
   encodeError,
   encodeFrame,
   encodePush,
+  encodeReplaced,
   encodeReq,
   encodeRes,
   encodeWelcome,

@@ -17,6 +17,8 @@ export interface PresenceEvent {
   readonly at: number;
   /** For `disconnected`: why the connection ended (`bye`, `replaced`, `idle_timeout`, ...). */
   readonly reason?: string;
+  /** The connection's ownership epoch: of two events of one device, the higher epoch is newer. */
+  readonly epoch?: number;
 }
 
 /**
@@ -39,7 +41,7 @@ export function presenceRecord(eventsTopic: string, event: PresenceEvent): Outgo
 export function decodePresence(message: IncomingMessage): Decoded<PresenceEvent> {
   const parsed = parseObject(message.value, "presence event");
   if (!parsed.ok) return parsed;
-  const { event, deviceId, edgeId, connId, at, reason } = parsed.value;
+  const { event, deviceId, edgeId, connId, at, reason, epoch } = parsed.value;
   if (event !== PresenceEventKind.Connected && event !== PresenceEventKind.Disconnected) {
     return refuse("presence event is neither connected nor disconnected");
   }
@@ -48,6 +50,10 @@ export function decodePresence(message: IncomingMessage): Decoded<PresenceEvent>
   if (!isNonEmptyString(connId)) return refuse("presence event has no connId");
   if (!isFiniteNumber(at)) return refuse("presence event has no valid at");
   if (reason !== undefined && typeof reason !== "string") return refuse("presence event reason is not a string");
-  const value: PresenceEvent = { event, deviceId, edgeId, connId, at, ...(reason === undefined ? {} : { reason }) };
+  const value: PresenceEvent = {
+    ...{ event, deviceId, edgeId, connId, at },
+    ...(reason === undefined ? {} : { reason }),
+    ...(Number.isSafeInteger(epoch) ? { epoch: epoch as number } : {}),
+  };
   return { ok: true, value };
 }

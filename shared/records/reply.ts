@@ -20,7 +20,14 @@ import type { RequestRecord } from "./request.ts";
 
 /** Value of a `replies` record of kind `control`: an order for the edge holding the slot. */
 export type ControlRecord =
-  | { readonly op: "close"; readonly deviceId: string; readonly connId: string; readonly reason: "replaced" | "kicked" }
+  | {
+      readonly op: "close";
+      readonly deviceId: string;
+      readonly connId: string;
+      readonly reason: "replaced" | "kicked";
+      /** For `replaced`: the ownership epoch of the device's connection that replaced this one. */
+      readonly epoch?: number;
+    }
   | { readonly op: "deliver_outbox"; readonly deviceId: string };
 
 /** A `replies` record of kind `answer`: a `res` or `error` frame for one request. */
@@ -181,12 +188,18 @@ export function decodeReply(message: IncomingMessage): Decoded<Reply> {
 export function decodeControl(message: IncomingMessage): Decoded<ControlRecord> {
   const parsed = parseObject(message.value, "control");
   if (!parsed.ok) return parsed;
-  const { op, deviceId, connId, reason } = parsed.value;
+  const { op, deviceId, connId, reason, epoch } = parsed.value;
   if (!isNonEmptyString(deviceId)) return refuse("control record has no deviceId");
   if (op === "deliver_outbox") return { ok: true, value: { op, deviceId } };
   if (op !== "close") return refuse(`control record of unknown op ${String(op)}`);
   if (!isNonEmptyString(connId)) return refuse("close order has no connId");
-  return { ok: true, value: { op, deviceId, connId, reason: reason === "kicked" ? "kicked" : "replaced" } };
+  const close = {
+    op: "close" as const,
+    deviceId,
+    connId,
+    reason: reason === "kicked" ? ("kicked" as const) : ("replaced" as const),
+  };
+  return { ok: true, value: Number.isSafeInteger(epoch) ? { ...close, epoch: epoch as number } : close };
 }
 
 /** How many edges forwarded a reply; 0 when the header is absent or not a count. */

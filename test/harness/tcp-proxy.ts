@@ -12,7 +12,12 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from "n
 
 export type ProxyMode =
   | { readonly kind: "pass" }
-  | { readonly kind: "delay"; readonly ms: number }
+  | {
+      readonly kind: "delay";
+      readonly ms: number;
+      /** `answers`: only what the target sends back is delayed (requests reach it at once). */
+      readonly only?: "answers";
+    }
   | { readonly kind: "blackhole" }
   | { readonly kind: "refuse" };
 
@@ -45,16 +50,20 @@ interface Held {
 class Lane {
   readonly #proxy: TcpProxy;
   readonly #to: Socket;
+  /** True for the lane that carries the target's answers back to the client. */
+  readonly #answers: boolean;
   readonly #queue: Held[] = [];
   #timer: NodeJS.Timeout | undefined;
   #ended = false;
 
-  constructor(proxy: TcpProxy, from: Socket, to: Socket) {
+  constructor(proxy: TcpProxy, from: Socket, to: Socket, answers: boolean) {
     this.#proxy = proxy;
     this.#to = to;
+    this.#answers = answers;
     from.on("data", (chunk: Buffer) => {
       const mode = proxy.mode;
-      const due = performance.now() + (mode.kind === "delay" ? mode.ms : 0);
+      const delayed = mode.kind === "delay" && (mode.only === undefined || this.#answers);
+      const due = performance.now() + (delayed && mode.kind === "delay" ? mode.ms : 0);
       this.#queue.push({ chunk, due });
       this.pump();
     });
@@ -170,8 +179,8 @@ export class TcpProxy {
     this.setMode({ kind: "pass" });
   }
 
-  delay(ms: number): void {
-    this.setMode({ kind: "delay", ms });
+  delay(ms: number, only?: "answers"): void {
+    this.setMode(only === undefined ? { kind: "delay", ms } : { kind: "delay", ms, only });
   }
 
   blackhole(): void {
@@ -214,7 +223,7 @@ export class TcpProxy {
     const pair: Pair = {
       client,
       upstream,
-      lanes: [new Lane(this, client, upstream), new Lane(this, upstream, client)],
+      lanes: [new Lane(this, client, upstream, false), new Lane(this, upstream, client, true)],
     };
     this.#pairs.add(pair);
     // Half-closes pass through (the lanes forward `end`); an error or a full close of either

@@ -205,9 +205,12 @@ describe("edge fleet routing (memory adapters)", () => {
       calls += 1;
       if (calls !== 1) return claim(request);
       await held;
-      const result = await claim(request);
-      lateClaimDone = true;
-      return result;
+      try {
+        return await claim(request);
+      } finally {
+        // Done either way: refused as older than the live hello, or landed and given back.
+        lateClaimDone = true;
+      }
     };
     const { edge, port } = await startEdge(fleet);
     cleanup.push(() => edge.close());
