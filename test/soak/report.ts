@@ -19,14 +19,30 @@ export function describeResult(result: ScenarioResult): string {
     `retried ${s.retried}, dup ${result.dupAnswers}, pushes ${s.pushesDelivered}/${s.pushesSent} (dup ${result.dupPushes}), ` +
     `reconnects ${s.reconnects}, recovery ${secs(result.recoveryMs)}, p50/p99 ${s.p50}/${s.p99} ms, ` +
     `RSS ${mib(result.rssBeforeKiB)} -> ${mib(result.rssAfterKiB)}, supervisor restarts ${result.restarts}, ` +
-    `took ${secs(result.durationMs)}${result.notes.length === 0 ? "" : `; ${result.notes.join(" | ")}`}`
+    `took ${secs(result.durationMs)}; ${describeRaw(result)}${result.notes.length === 0 ? "" : `; ${result.notes.join(" | ")}`}`
+  );
+}
+
+/** The raw devices' part of a result line. */
+export function describeRaw(result: ScenarioResult): string {
+  const r = result.raw;
+  const errors = Object.entries(r.errors)
+    .map(([code, count]) => `${code}=${count}`)
+    .join(",");
+  return (
+    `raw devices (no resend) ${r.devices}: sent ${r.sent}, acked ${r.acked}, answered ${r.answered} ` +
+    `(${r.answeredUnacked} before any ack)${errors === "" ? "" : ` (errors ${errors})`}, ` +
+    `lost without resend ${r.lostWithoutResend}` +
+    `${r.lostWithoutResend === 0 ? "" : ` (a resend afterwards recovered ${r.recoveredByResend})`}, ` +
+    `refused ${r.refused}, never acked ${r.neverAcked}, sends skipped while disconnected ${r.skipped}, ` +
+    `reconnects ${r.reconnects}`
   );
 }
 
 export function resultTable(rows: ReadonlyArray<{ id: number; result: ScenarioResult; violations: string[] }>): string {
   const lines = [
-    "| # | scenario | devices | req/s | sent | acked | answered | lost | dup | pushes sent/delivered | reconnects | recovery | p99 | RSS before/after | result |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    "| # | scenario | devices | req/s | sent | acked | answered | lost | raw devices (acked / answered) | lost without resend | dup | pushes sent/delivered | reconnects | recovery | p99 | RSS before/after | result |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
   ];
   for (const { id, result, violations } of rows) {
     const s = result.stats;
@@ -36,7 +52,7 @@ export function resultTable(rows: ReadonlyArray<{ id: number; result: ScenarioRe
         : `${mib(result.rssBeforeKiB)} / ${mib(result.rssAfterKiB)}`;
     lines.push(
       `| ${id} | ${result.name} | ${result.size.devices} | ${result.size.rate} | ${s.sent} | ${s.acked} | ${s.answered} | ` +
-        `${s.lost} | ${result.dupAnswers} | ${s.pushesSent} / ${s.pushesDelivered} | ${s.reconnects} | ` +
+        `${s.lost} | ${result.raw.devices} (${result.raw.acked} / ${result.raw.answered}) | ${result.raw.lostWithoutResend} | ${result.dupAnswers} | ${s.pushesSent} / ${s.pushesDelivered} | ${s.reconnects} | ` +
         `${secs(result.recoveryMs)} | ${s.p99} ms | ${rss} | ${violations.length === 0 ? "pass" : `FAIL: ${violations.join("; ")}`} |`,
     );
   }

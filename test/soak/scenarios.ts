@@ -1,8 +1,9 @@
 /**
  * The fault-and-load scenarios, each parameterised by size: the CI test runs them small, and
  * `npm run soak` runs them at the sizes of the design's proof. Every scenario starts its own
- * fleet on a fresh name prefix, drives it through the load balancer with SDK devices, injects
- * its fault, lets the run settle and returns the counts.
+ * fleet on a fresh name prefix in the production shape (64 reply slots, three edges), drives it
+ * through the load balancer with SDK devices and, next to them, a share of raw devices that
+ * never resend (raw-share.ts), injects its fault, lets the run settle and returns the counts.
  */
 import { connect, type Socket } from "node:net";
 import { hmacToken } from "../../shared/auth/index.ts";
@@ -12,6 +13,11 @@ import { Balancer } from "./balancer.ts";
 import { AUTH_SECRET, Fleet, type FleetProcess } from "./fleet.ts";
 import type { ControllableCluster } from "./kafka-control.ts";
 import { LoadGenerator, type LoadStats } from "./load.ts";
+import { RawShare, type RawStats, rawDeviceCount } from "./raw-share.ts";
+
+/** The production shape: partitions of `replies` (edge slots), and edges wherever a scenario has any. */
+export const REPLY_SLOTS = 64;
+export const EDGES = 3;
 
 export interface ClusterAddress {
   readonly kafkaBrokers: string;
@@ -36,6 +42,8 @@ export interface ScenarioResult {
   readonly name: string;
   readonly size: ScenarioSize;
   readonly stats: LoadStats;
+  /** The raw devices' counts, loss without resend among them. */
+  readonly raw: RawStats;
   /** Answers and pushes the edges wrote more than once (counted on the wire). */
   readonly dupAnswers: number;
   readonly dupPushes: number;
@@ -68,7 +76,12 @@ interface Rig {
   readonly fleet: Fleet;
   readonly balancer: Balancer;
   readonly load: LoadGenerator;
+  readonly raw: RawShare;
   readonly notes: string[];
+  /** Starts, stops and settles the SDK load and the raw devices together. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  settle(graceMs: number): Promise<void>;
   close(failed: boolean): Promise<void>;
 }
 
@@ -87,7 +100,7 @@ async function rig(options: RigOptions): Promise<Rig> {
     kafkaBrokers: options.cluster.kafkaBrokers,
     dynamodbEndpoint: options.cluster.dynamodbEndpoint,
     prefix,
-    maxEdges: 8,
+    maxEdges: REPLY_SLOTS,
     workPartitions: 4,
     edgeEnv: {
       TETHER_DRAIN_MS: "5000",
@@ -102,7 +115,9 @@ async function rig(options: RigOptions): Promise<Rig> {
     options.backends !== undefined ? options.backends(fleet) : fleet.liveEdges().map((edge) => edge.devicePort),
   );
   let load: LoadGenerator | undefined;
+  let raw: RawShare | undefined;
   const close = async (failed: boolean) => {
+    await raw?.close().catch(() => {});
     await load?.close().catch(() => {});
     await balancer.close().catch(() => {});
     await fleet.close(failed);
@@ -124,12 +139,39 @@ async function rig(options: RigOptions): Promise<Rig> {
       kafkaBrokers: options.cluster.kafkaBrokers,
       namePrefix: prefix,
     });
-    await load.connect();
+    const rawDevices = rawDeviceCount(options.size.devices);
+    raw = new RawShare({
+      port,
+      devices: rawDevices,
+      devicePrefix: `${prefix}r`,
+      // The SDK devices' rate per device.
+      rate: (options.size.rate / options.size.devices) * rawDevices,
+    });
+    await Promise.all([load.connect(), raw.connect()]);
   } catch (error) {
     await close(true);
     throw error;
   }
-  return { fleet, balancer, load, notes: [], close };
+  const sdk = load;
+  const strict = raw;
+  return {
+    fleet,
+    balancer,
+    load: sdk,
+    raw: strict,
+    notes: [],
+    start: async () => {
+      strict.start();
+      await sdk.start();
+    },
+    stop: async () => {
+      await Promise.all([sdk.stop(), strict.stop()]);
+    },
+    settle: async (graceMs) => {
+      await Promise.all([sdk.settle(graceMs), strict.settle(graceMs)]);
+    },
+    close,
+  };
 }
 
 function result(
@@ -148,6 +190,8 @@ function result(
   }
   const stats = r.load.stats();
   if (stats.lost > 0) r.notes.push(`lost ids: ${r.load.lostIds().join(", ")}`);
+  const raw = r.raw.stats();
+  if (raw.lostWithoutResend > 0) r.notes.push(`lost without resend: ${r.raw.lostIds().join(", ")}`);
   if (r.load.replaced.size > 0) {
     r.notes.push(
       `${r.load.replaced.size} devices got \`bye replaced\` on their live connection and stopped ` +
@@ -158,6 +202,7 @@ function result(
     name,
     size,
     stats,
+    raw,
     dupAnswers: dup.answers,
     dupPushes: dup.pushes,
     recoveryMs: r.load.recoveryMs(faultAt, SLOW_MS),
@@ -172,14 +217,14 @@ function result(
 
 /** Runs load, calls `fault` after the warm-up, keeps the load on, stops it and settles. */
 async function steady(r: Rig, size: ScenarioSize, fault: () => Promise<void>): Promise<number> {
-  await r.load.start();
+  await r.start();
   await delay(size.warmupMs);
   const faultAt = Date.now();
   faultClock = faultAt;
   await fault();
   await delay(size.afterMs);
-  await r.load.stop();
-  await r.load.settle(size.graceMs);
+  await r.stop();
+  await r.settle(size.graceMs);
   return faultAt;
 }
 
@@ -198,7 +243,7 @@ async function run(
   try {
     const { faultAt, rss, figures } = await body(r);
     const out = result(name, options.size, r, started, faultAt, rss, figures);
-    failed = out.stats.lost > 0 || out.stats.pushesLost > 0;
+    failed = out.stats.lost > 0 || out.stats.pushesLost > 0 || out.raw.lostWithoutResend > 0;
     return out;
   } finally {
     await r.close(failed);
@@ -207,7 +252,7 @@ async function run(
 
 /** 1. kill -9 of one edge at steady load; the orchestrator starts a replacement 2 s later. */
 export function killEdge(ctx: ScenarioContext, size: ScenarioSize): Promise<ScenarioResult> {
-  return run("kill -9 one edge", { edges: 3, workers: 2, cluster: ctx.cluster, size }, async (r) => {
+  return run("kill -9 one edge", { edges: EDGES, workers: 2, cluster: ctx.cluster, size }, async (r) => {
     const faultAt = await steady(r, size, async () => {
       const victim = r.fleet.edges[0] as FleetProcess;
       await victim.kill9();
@@ -220,7 +265,7 @@ export function killEdge(ctx: ScenarioContext, size: ScenarioSize): Promise<Scen
 
 /** 2. kill -9 of one worker at steady load; the other worker takes its partitions. */
 export function killWorker(ctx: ScenarioContext, size: ScenarioSize): Promise<ScenarioResult> {
-  return run("kill -9 one worker", { edges: 2, workers: 2, cluster: ctx.cluster, size }, async (r) => {
+  return run("kill -9 one worker", { edges: EDGES, workers: 2, cluster: ctx.cluster, size }, async (r) => {
     const faultAt = await steady(r, size, async () => {
       await (r.fleet.workers[0] as FleetProcess).kill9();
     });
@@ -232,7 +277,7 @@ export function killWorker(ctx: ScenarioContext, size: ScenarioSize): Promise<Sc
 export async function kafkaOutage(ctx: ScenarioContext, size: ScenarioSize): Promise<ScenarioResult> {
   if (ctx.controllable === undefined) throw new Error("scenario needs a controllable cluster");
   const cluster = await ctx.controllable();
-  return run("Kafka stopped 10 s", { edges: 2, workers: 1, cluster, size }, async (r) => {
+  return run("Kafka stopped 10 s", { edges: EDGES, workers: 1, cluster, size }, async (r) => {
     const faultAt = await steady(r, size, async () => {
       await cluster.stopKafka();
       r.notes.push(`broker stopped ${sinceFault()} ms after the fault`);
@@ -248,7 +293,7 @@ export async function kafkaOutage(ctx: ScenarioContext, size: ScenarioSize): Pro
 export async function dynamoOutage(ctx: ScenarioContext, size: ScenarioSize): Promise<ScenarioResult> {
   if (ctx.controllable === undefined) throw new Error("scenario needs a controllable cluster");
   const cluster = await ctx.controllable();
-  return run("DynamoDB stopped 10 s", { edges: 2, workers: 1, cluster, size }, async (r) => {
+  return run("DynamoDB stopped 10 s", { edges: EDGES, workers: 1, cluster, size }, async (r) => {
     const faultAt = await steady(r, size, async () => {
       await cluster.stopDynamo();
       await delay(size.extra);
@@ -264,7 +309,7 @@ export async function dynamoOutage(ctx: ScenarioContext, size: ScenarioSize): Pr
  * (as a rolling ECS deployment); load and pushes keep going.
  */
 export function rollingRestart(ctx: ScenarioContext, size: ScenarioSize): Promise<ScenarioResult> {
-  return run("rolling restart of every edge", { edges: 3, workers: 1, cluster: ctx.cluster, size }, async (r) => {
+  return run("rolling restart of every edge", { edges: EDGES, workers: 1, cluster: ctx.cluster, size }, async (r) => {
     const faultAt = await steady(r, size, async () => {
       const originals = [...r.fleet.edges];
       for (const old of originals) {
@@ -286,7 +331,7 @@ export function reconnectStorm(ctx: ScenarioContext, size: ScenarioSize): Promis
   return run(
     "reconnect storm",
     {
-      edges: 3,
+      edges: EDGES,
       workers: 1,
       cluster: ctx.cluster,
       size,
@@ -350,10 +395,10 @@ async function waitWelcome(socket: Socket, timeoutMs = 10_000): Promise<boolean>
 export function slowReaders(ctx: ScenarioContext, size: ScenarioSize): Promise<ScenarioResult> {
   return run(
     "slow readers",
-    { edges: 2, workers: 1, cluster: ctx.cluster, size, edgeEnv: { TETHER_MAX_QUEUED_BYTES: String(256 * 1024) } },
+    { edges: EDGES, workers: 1, cluster: ctx.cluster, size, edgeEnv: { TETHER_MAX_QUEUED_BYTES: String(256 * 1024) } },
     async (r) => {
       const target = r.fleet.edges[0] as FleetProcess;
-      await r.load.start();
+      await r.start();
       await delay(size.warmupMs);
       const baselineFrom = Date.now() - size.warmupMs / 2;
       const faultAt = Date.now();
@@ -380,8 +425,8 @@ export function slowReaders(ctx: ScenarioContext, size: ScenarioSize): Promise<S
       // A closed socket only shows its end once read: let them read now.
       for (const socket of slow) socket.resume();
       await delay(2000);
-      await r.load.stop();
-      await r.load.settle(size.graceMs);
+      await r.stop();
+      await r.settle(size.graceMs);
       for (const socket of slow) socket.destroy();
       const metrics = await Fleet.metrics(target);
       const cuts = metrics?.get('tether_edge_closes_total{reason="slow_consumer"}');
@@ -415,10 +460,10 @@ export function slowReaders(ctx: ScenarioContext, size: ScenarioSize): Promise<S
 export function abuse(ctx: ScenarioContext, size: ScenarioSize): Promise<ScenarioResult> {
   return run(
     "abuse",
-    { edges: 2, workers: 1, cluster: ctx.cluster, size, edgeEnv: { TETHER_HELLO_TIMEOUT_MS: "2000" } },
+    { edges: EDGES, workers: 1, cluster: ctx.cluster, size, edgeEnv: { TETHER_HELLO_TIMEOUT_MS: "2000" } },
     async (r) => {
       const target = r.fleet.edges[0] as FleetProcess;
-      await r.load.start();
+      await r.start();
       await delay(size.warmupMs);
       const baselineFrom = Date.now() - Math.min(size.warmupMs - 1000, 10_000);
       const faultAt = Date.now();
@@ -532,8 +577,8 @@ export function abuse(ctx: ScenarioContext, size: ScenarioSize): Promise<Scenari
       await Promise.allSettled(attacks);
       const p99Base = r.load.percentile(99, baselineFrom, faultAt);
       const p99Abuse = r.load.percentile(99, faultAt, Date.now());
-      await r.load.stop();
-      await r.load.settle(size.graceMs);
+      await r.stop();
+      await r.settle(size.graceMs);
       const rssAfter = target.rssKiB();
       r.notes.push(
         `baseline p99 ${p99Base} ms, p99 under abuse ${p99Abuse} ms (${(p99Abuse / p99Base).toFixed(2)}x); ` +

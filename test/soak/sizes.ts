@@ -21,7 +21,10 @@ export interface ScenarioSpec {
   readonly full: ScenarioSize;
   /** Needs the private cluster whose nodes can be stopped. */
   readonly controllable: boolean;
-  /** Done-when: zero acked requests lost (always) and zero pushes lost (when set). */
+  /**
+   * Done-when: zero acked requests lost (always: by the SDK devices, and by the raw devices that
+   * never resend) and zero pushes lost (when set).
+   */
   readonly noPushLoss: boolean;
 }
 
@@ -117,6 +120,10 @@ export function violations(spec: ScenarioSpec, result: ScenarioResult): string[]
   const s = result.stats;
   if (s.sent === 0 || s.answeredOk === 0) out.push("no load went through");
   if (s.lost > 0) out.push(`${s.lost} acked requests lost`);
+  const raw = result.raw;
+  if (raw.sent === 0 || raw.answered === 0) out.push("no raw-device load went through");
+  if (raw.lostWithoutResend > 0) out.push(`${raw.lostWithoutResend} acked requests lost without resend (raw devices)`);
+  if (raw.wrong > 0) out.push(`${raw.wrong} raw-device answers with a wrong body`);
   if (s.wrong > 0) out.push(`${s.wrong} answers with a wrong body`);
   if (spec.noPushLoss && s.pushesLost > 0) out.push(`${s.pushesLost} pushes lost`);
   if (s.answered < s.sent) out.push(`${s.sent - s.answered} requests never answered (${s.openUnacked} never acked)`);
