@@ -33,6 +33,7 @@ export function presenceRecord(eventsTopic: string, event: PresenceEvent): Outgo
     connId: event.connId,
     at: event.at,
     ...(event.reason === undefined ? {} : { reason: event.reason }),
+    ...(event.epoch === undefined ? {} : { epoch: event.epoch }),
   };
   return { topic: eventsTopic, key: event.deviceId, value: JSON.stringify(value) };
 }

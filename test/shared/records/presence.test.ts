@@ -8,7 +8,7 @@ const disconnected: PresenceEvent = { ...connected, event: "disconnected", at: 2
 
 describe("presence records", () => {
   it("decode to the event they were encoded from", () => {
-    for (const event of [connected, disconnected]) {
+    for (const event of [connected, disconnected, { ...connected, epoch: 3 }]) {
       assert.deepEqual(decodePresence(received(presenceRecord("events", event))), { ok: true, value: event });
     }
   });
@@ -23,6 +23,8 @@ describe("presence records", () => {
       '{"event":"disconnected","deviceId":"d-1","edgeId":"edge-a","connId":"c-1","at":2000,"reason":"idle_timeout"}',
     );
     assert.equal(presenceRecord("events", { ...connected, reason: undefined }).value, JSON.stringify(connected));
+    const withEpoch = { ...disconnected, epoch: 4 };
+    assert.equal(presenceRecord("events", withEpoch).value, JSON.stringify(withEpoch));
   });
 
   it("are refused with a reason when the value is not an event", () => {

@@ -125,6 +125,7 @@ describe("control records", () => {
   const orders: ControlRecord[] = [
     { op: "close", deviceId: "pump-1", connId: "conn-1", reason: "kicked" },
     { op: "close", deviceId: "pump-1", connId: "conn-1", reason: "replaced" },
+    { op: "close", deviceId: "pump-1", connId: "conn-1", reason: "replaced", epoch: 7 },
     { op: "deliver_outbox", deviceId: "pump-1" },
   ];
 
@@ -141,7 +142,7 @@ describe("control records", () => {
     assert.equal(close.partition, 1);
     assert.equal(close.key, "pump-1");
     assert.deepEqual(close.headers, { [Header.Kind]: "control", [Header.Device]: "pump-1", [Header.Conn]: "conn-1" });
-    const deliver = controlRecord("replies", 1, orders[2]!);
+    const deliver = controlRecord("replies", 1, orders[3]!);
     assert.deepEqual(deliver.headers, { [Header.Kind]: "control", [Header.Device]: "pump-1" });
   });
 
