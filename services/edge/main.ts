@@ -3,14 +3,29 @@
  * SIGTERM/SIGINT drain and exit 0; a failed drain step, a lost slot lease or a crash exits
  * non-zero.
  */
+import { backoff, sleep } from "../../shared/async/index.ts";
 import { createAuthenticator } from "../../shared/auth/index.ts";
 import { ServiceProcess, Shutdown } from "../../shared/lifecycle/index.ts";
-import { createLogger } from "../../shared/log/index.ts";
+import { createLogger, type Logger } from "../../shared/log/index.ts";
 import { readEdgeConfig } from "./config.ts";
 import { createEdge } from "./edge.ts";
 import { EdgeHttp } from "./http.ts";
 
 const life = new ServiceProcess({ name: "tether edge", crashMessage: "edge crashed" });
+
+/** Start-up steps that need a store: while it is away, try again with backoff instead of exiting. */
+async function retrying<T>(what: string, step: () => Promise<T>, logger: Logger): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (error) {
+      const waitMs = backoff(attempt, { baseMs: 200, maxMs: 5000, jitter: 0.5 });
+      if (attempt === 1 || attempt % 10 === 0)
+        logger.warn({ err: error, attempt, waitMs }, `${what} not ready; retrying`);
+      await sleep(waitMs);
+    }
+  }
+}
 
 async function main(): Promise<void> {
   const config = life.readConfig(() => readEdgeConfig(process.env));
@@ -22,7 +37,11 @@ async function main(): Promise<void> {
   if (config.common.registry === "dynamodb" && config.common.dynamodb.endpoint !== undefined) {
     // DynamoDB Local (the local cluster) starts empty; in AWS the stack owns the tables.
     const { ensureTables } = await import("../../shared/registry/dynamodb/index.ts");
-    await ensureTables({ settings: config.common.dynamodb, names: config.common.names, logger });
+    await retrying(
+      "DynamoDB tables",
+      () => ensureTables({ settings: config.common.dynamodb, names: config.common.names, logger }),
+      logger,
+    );
   }
   const registry = await createRegistry(config.common, logger);
 
