@@ -16,8 +16,7 @@ import { createKafkaBroker } from "../../shared/broker/kafka/index.ts";
 import type { Producer } from "../../shared/broker/types.ts";
 import { type ResourceNames, resourceNames } from "../../shared/config/index.ts";
 import { silentLogger } from "../../shared/log/index.ts";
-import type { DownlinkRecord } from "../../shared/records/index.ts";
-import { Header } from "../../shared/records/index.ts";
+import { type DownlinkRecord, downlinkRecord } from "../../shared/records/index.ts";
 import { createDynamoRegistry } from "../../shared/registry/dynamodb/index.ts";
 import type { ConnectionRecord, Registry, SlotLease } from "../../shared/registry/types.ts";
 import { AUTH_SECRET, Fleet, type FleetProcess } from "../soak/fleet.ts";
@@ -259,15 +258,7 @@ export class EdgeFleet {
     const messageId = `push-${this.#pushCounter}-${Date.now().toString(36)}`;
     const now = Date.now();
     const record: DownlinkRecord = { deviceId, messageId, type, body, expiresAt: now + 10 * 60_000, createdAt: now };
-    await this.#producer.send(
-      {
-        topic: this.names.downlinkTopic,
-        key: deviceId,
-        value: JSON.stringify(record),
-        headers: { [Header.Device]: deviceId, [Header.MessageId]: messageId },
-      },
-      { timeoutMs: 10_000 },
-    );
+    await this.#producer.send(downlinkRecord(this.names.downlinkTopic, record), { timeoutMs: 10_000 });
     return messageId;
   }
 
