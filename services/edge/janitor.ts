@@ -131,6 +131,7 @@ export class Janitor {
       fallback: "earliest",
       concurrency: 16,
       orderBy: "key",
+      maxRetryDelayMs: Math.max(50, Math.floor(config.leaseMs / 3)),
       offsets: { load: async () => lease.startOffset, save: (next) => lease.commit(next) },
     });
     const adopted: Adopted = { lease, consumer, lastActivity: clock() };

@@ -96,6 +96,8 @@ export async function startReplies(
     fallback: "earliest",
     concurrency: REPLY_CONCURRENCY,
     orderBy: "key",
+    // While the lease cannot be proven every record is refused; resume within a third of a lease.
+    maxRetryDelayMs: Math.max(50, Math.floor(config.leaseMs / 3)),
     offsets: { load: async () => lease.startOffset, save: (next) => lease.commit(next) },
   });
   rooms.consumer = consumer;

@@ -91,6 +91,12 @@ export interface DispatchOptions {
    * run concurrently. `partition`: one at a time per partition. Default `key`.
    */
   readonly orderBy?: "key" | "partition";
+  /**
+   * Longest wait before a rejected handler runs again (the wait doubles from 100 ms up to it).
+   * Default 5000. A consumer whose handler refuses while a condition holds (the edge's reply
+   * slot while its lease cannot be proven) sets it low, so it resumes soon after.
+   */
+  readonly maxRetryDelayMs?: number;
 }
 
 export interface GroupConsumerOptions extends DispatchOptions {

@@ -260,6 +260,7 @@ export class KafkaGroupConsumer implements GroupConsumer {
       handler,
       concurrency: this.#options.concurrency,
       orderBy: this.#options.orderBy,
+      ...(this.#options.maxRetryDelayMs === undefined ? {} : { maxRetryDelayMs: this.#options.maxRetryDelayMs }),
       onError: (error, message, attempt) =>
         this.#logger.warn(
           { err: error, topic: message.topic, partition: message.partition, offset: message.offset, attempt },
@@ -410,6 +411,7 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
       handler,
       concurrency: this.#options.concurrency,
       orderBy: this.#options.orderBy,
+      ...(this.#options.maxRetryDelayMs === undefined ? {} : { maxRetryDelayMs: this.#options.maxRetryDelayMs }),
       onError: (error, message, attempt) =>
         this.#logger.warn({ err: error, offset: message.offset, attempt }, "handler failed; retrying"),
     });

@@ -510,7 +510,7 @@ class Consumption {
 
   constructor(
     cluster: Cluster,
-    options: { concurrency?: number; orderBy?: "key" | "partition" },
+    options: { concurrency?: number; orderBy?: "key" | "partition"; maxRetryDelayMs?: number },
     handler: MessageHandler,
     commit: () => Promise<void> | undefined,
   ) {
@@ -536,6 +536,7 @@ class Consumption {
       },
       concurrency: options.concurrency,
       orderBy: options.orderBy,
+      ...(options.maxRetryDelayMs === undefined ? {} : { maxRetryDelayMs: options.maxRetryDelayMs }),
       onError: (error, message, attempt) => {
         cluster.logger?.warn(
           { err: error, topic: message.topic, partition: message.partition, offset: message.offset, attempt },
