@@ -1,7 +1,7 @@
 /**
  * Edges against real Kafka and DynamoDB Local (the test harness), with the real worker running
  * the echo handler: answers, a device moving between edges mid-request, takeover across edges,
- * slot lease conflicts and a lost lease.
+ * slot lease conflicts and a frozen edge whose slot is adopted.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -13,6 +13,7 @@ import { tetherTopics } from "../../../shared/broker/index.ts";
 import { createKafkaBroker } from "../../../shared/broker/kafka/index.ts";
 import type { Broker } from "../../../shared/broker/types.ts";
 import { type CommonConfig, resourceNames } from "../../../shared/config/index.ts";
+import { TetherError } from "../../../shared/errors/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { createDynamoRegistry, ensureTables } from "../../../shared/registry/dynamodb/index.ts";
 import type { Registry } from "../../../shared/registry/types.ts";
@@ -26,6 +27,17 @@ import {
 import { Device } from "./helpers.ts";
 
 const MAX_EDGES = 4;
+
+/** `target` with some members replaced; the others are its own, bound to it. */
+function overriding<T extends object>(target: T, replaced: Partial<T>): T {
+  return new Proxy(target, {
+    get(object, prop) {
+      if (Object.hasOwn(replaced, prop)) return (replaced as Record<string | symbol, unknown>)[prop];
+      const value = Reflect.get(object, prop, object) as unknown;
+      return typeof value === "function" ? value.bind(object) : value;
+    },
+  });
+}
 const logger = silentLogger();
 
 describe("edges on real Kafka and DynamoDB", () => {
@@ -76,7 +88,7 @@ describe("edges on real Kafka and DynamoDB", () => {
 
   async function edge(
     overrides: Parameters<typeof edgeConfigForTests>[1] = {},
-    extra: { firstSlot?: number; now?: () => number } = {},
+    extra: { firstSlot?: number; broker?: Broker; registry?: Registry } = {},
   ): Promise<{ edge: Edge; port: number }> {
     const instance = createEdge({
       config: edgeConfigForTests(common, overrides),
@@ -160,23 +172,53 @@ describe("edges on real Kafka and DynamoDB", () => {
     assert.deepEqual(await second.nextOfType("pong"), { t: "pong" });
   });
 
-  it("stops delivering when its lease lapses; the successor on the slot delivers the answer", async () => {
-    let skew = 0;
-    const c = await edge({ leaseMs: 1500 }, { firstSlot: 2, now: () => Date.now() + skew });
+  it("stops delivering while frozen; a janitor adopts its slot and the answer reaches the device's new connection", async () => {
+    // Edge C as a frozen process looks to the others: it neither renews its lease row nor
+    // beacons. Its own clock and the wall clocks stay as they are.
+    let frozen = false;
+    const refuse = () => Promise.reject(new TetherError("unavailable", "frozen"));
+    const leases = overriding(registry.leases, {
+      renewHeld: (...args: Parameters<Registry["leases"]["renewHeld"]>) =>
+        frozen ? refuse() : registry.leases.renewHeld(...args),
+    });
+    const frozenRegistry = overriding(registry, { leases });
+    const frozenBroker = overriding(broker, {
+      producer: () => {
+        const producer = broker.producer();
+        return overriding(producer, {
+          send: (...args: Parameters<typeof producer.send>) =>
+            frozen && args[0].topic === common.names.edgesTopic ? refuse() : producer.send(...args),
+        });
+      },
+    });
+    const c = await edge({ leaseMs: 1500 }, { firstSlot: 2, broker: frozenBroker, registry: frozenRegistry });
     assert.equal(c.edge.slot, 2);
     const open = gate("hold-lease");
     const onC = await device(c.port, "int-lease");
     onC.send({ t: "req", id: "l1", type: "echo", body: "hold-lease" });
     await onC.nextOfType("ack", 10_000);
-    skew = 60_000;
-    await c.edge.failed();
-    assert.equal((await onC.nextOfType("bye", 5000)).reason, "draining");
-    // The lease really expires 1.5 s after its last renewal; then a new edge may take slot 2.
-    await new Promise((resolve) => setTimeout(resolve, 1600));
-    const successor = await edge({ leaseMs: 1500 }, { firstSlot: 2 });
-    assert.equal(successor.edge.slot, 2);
-    const again = await device(successor.port, "int-lease");
+    frozen = true;
+    const deadline = Date.now() + 10_000;
+    while (c.edge.ready && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(c.edge.ready, false, "C stops proving its lease");
     open();
+    // The answer lands on slot 2; a janitor on A or B sees C silent and adopts the slot.
+    let holder: string | undefined;
+    while (Date.now() < deadline + 10_000) {
+      holder = (await registry.leases.get(2))?.edgeId;
+      if (holder !== undefined && holder !== c.edge.edgeId) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(holder === a.edge.edgeId || holder === b.edge.edgeId, `slot 2 adopted (held by ${holder})`);
+    const again = await device(a.port, "int-lease");
     assert.deepEqual(await again.nextOfType("res", 20_000), { t: "res", id: "l1", body: "hold-lease" });
+    // Thawed, C learns that its slot is someone else's and stops; it delivered nothing.
+    frozen = false;
+    const error = await c.edge.failed();
+    assert.equal(error.code, "conflict");
+    assert.equal(
+      onC.frames.some((frame) => frame.t === "res"),
+      false,
+    );
   });
 });
