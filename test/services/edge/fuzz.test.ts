@@ -6,23 +6,12 @@
 import assert from "node:assert/strict";
 import { it } from "node:test";
 import { parseServerFrame } from "../../../shared/protocol/index.ts";
+import { prng } from "../../harness/random.ts";
 import { Device, EchoWorker, memoryFleet, startEdge } from "./helpers.ts";
 
 const TOTAL_FRAMES = 100_000;
 const DEVICES = 16;
 const RSS_BOUND_MB = 256;
-
-/** Deterministic PRNG so a failure can be replayed (seed printed on failure). */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const seed = Number(process.env.TETHER_FUZZ_SEED ?? Date.now() % 1_000_000);
 const random = prng(seed);

@@ -3,15 +3,12 @@
  * process, cost more than a small budget before it is authenticated, or be re-serialised.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { describe, it } from "node:test";
 import { availableMemory, defaultMaxConnections, readEdgeConfig } from "../../../services/edge/config.ts";
 import { proxyHeaderV4 } from "../../../services/edge/proxy-protocol.ts";
 import type { Broker, OutgoingMessage, Producer, SendOptions } from "../../../shared/broker/types.ts";
+import { selfSignedCert } from "../../harness/tls.ts";
 import { Device, EchoWorker, eventually, memoryFleet, sleep, startEdge } from "./helpers.ts";
 
 function nested(depth: number): string {
@@ -233,22 +230,7 @@ describe("the budget of sockets that have not said hello", () => {
   });
 
   it("counts sockets still in their TLS handshake and cuts them at the hello timeout", async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), "edge-tls-"));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const certFile = join(dir, "cert.pem");
-    const keyFile = join(dir, "key.pem");
-    execFileSync(
-      "openssl",
-      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"].concat([
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        keyFile,
-        "-out",
-        certFile,
-      ]),
-      { stdio: "ignore" },
-    );
+    const { certFile, keyFile } = selfSignedCert(t);
     const fleet = await memoryFleet();
     const { edge, port } = await startEdge(fleet, { tls: { certFile, keyFile }, limits: { helloTimeoutMs: 300 } });
     t.after(() => edge.close());

@@ -1,38 +1,12 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { it } from "node:test";
 import { connect } from "node:tls";
+import { selfSignedCert } from "../../harness/tls.ts";
 import { Device, EchoWorker, memoryFleet, startEdge } from "./helpers.ts";
 
 it("terminates TLS itself when given a certificate and key", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "edge-tls-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const certFile = join(dir, "cert.pem");
-  const keyFile = join(dir, "key.pem");
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-keyout",
-      keyFile,
-      "-out",
-      certFile,
-    ],
-    { stdio: "ignore" },
-  );
+  const { certFile, keyFile } = selfSignedCert(t);
 
   const fleet = await memoryFleet();
   const worker = new EchoWorker(fleet.broker, fleet.common.names);

@@ -10,18 +10,7 @@ import {
   type ParseResult,
   parseClientFrame,
 } from "../../../shared/protocol/index.ts";
-
-/** A small deterministic PRNG (mulberry32) so a failure can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../../harness/random.ts";
 
 const TEMPLATES: readonly string[] = [
   '{"t":"hello","v":1,"deviceId":"dev-1","token":"abc"}',

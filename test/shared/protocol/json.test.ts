@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { MAX_JSON_DEPTH, scanJson } from "../../../shared/protocol/index.ts";
+import { prng } from "../../harness/random.ts";
 
 function scan(text: string) {
   return scanJson(Buffer.from(text, "utf8"));
@@ -11,18 +12,6 @@ function memberText(text: string, key: string): string | undefined {
   assert.ok(result.ok, text);
   const member = result.members?.get(key);
   return member === undefined ? undefined : Buffer.from(text, "utf8").toString("utf8", member.start, member.end);
-}
-
-/** Deterministic PRNG, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe("scanJson", () => {
