@@ -191,24 +191,39 @@ export async function acquireSlot(options: AcquireOptions): Promise<{ lease: Slo
   }
 }
 
-/** Every slot is held: watch them for a lease and take over one whose holder went silent. */
+/** Rounds of one lease each that a starting edge watches a full set of slots before it gives up. */
+const WATCH_ROUNDS = 5;
+
+/**
+ * Every slot is held: watch them, a lease at a time, and take a slot that was released meanwhile
+ * (an adopted slot is given back once it is drained) or one whose holder went silent.
+ */
 async function takeOverSilent(
   options: AcquireOptions,
   rows: ReadonlyMap<number, SlotLease>,
 ): Promise<{ lease: SlotLease; sentAt: number }> {
   const { leases, edgeId, host, leaseMs, slots, logger } = options;
-  const longest = Math.max(leaseMs, ...[...rows.values()].map((row) => row.leaseMs || leaseMs));
-  logger.info({ slots, waitMs: longest }, "every slot is held; watching for one whose holder is gone");
-  await sleep(longest + leaseMargin(longest));
-  for (const row of await leases.list()) {
-    const before = rows.get(row.slot);
-    if (before === undefined || before.version !== row.version || row.slot >= slots) continue;
-    const sentAt = options.clock();
-    try {
-      return { lease: await leases.takeOver({ slot: row.slot, edgeId, host, leaseMs }, row.version), sentAt };
-    } catch (error) {
-      if (!hasErrorCode(error, ErrorCode.Conflict)) throw error;
+  let watched = rows;
+  for (let round = 0; round < WATCH_ROUNDS && options.wanted(); round++) {
+    const longest = Math.max(leaseMs, ...[...watched.values()].map((row) => row.leaseMs || leaseMs));
+    if (round === 0) logger.info({ slots, waitMs: longest }, "every slot is held; watching for one to come free");
+    await sleep(longest + leaseMargin(longest));
+    const now = await leases.list();
+    for (const row of now) {
+      if (row.slot >= slots) continue;
+      const before = watched.get(row.slot);
+      const take = { slot: row.slot, edgeId, host, leaseMs };
+      const sentAt = options.clock();
+      try {
+        if (row.released) return { lease: await leases.acquireFree(take), sentAt };
+        if (before !== undefined && before.version === row.version) {
+          return { lease: await leases.takeOver(take, row.version), sentAt };
+        }
+      } catch (error) {
+        if (!hasErrorCode(error, ErrorCode.Conflict)) throw error;
+      }
     }
+    watched = new Map(now.map((row) => [row.slot, row]));
   }
   throw new TetherError(ErrorCode.Conflict, `all ${slots} reply slots are held by live edges`, { retryable: true });
 }
