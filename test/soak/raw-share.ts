@@ -24,6 +24,10 @@ export function rawDeviceCount(sdkDevices: number): number {
   return Math.max(RAW_MIN_DEVICES, Math.ceil(sdkDevices * RAW_SHARE));
 }
 
+function welcomed(connection: RawConnection | undefined): boolean {
+  return connection?.isOpen === true && connection.welcome !== undefined;
+}
+
 /** Error codes that refuse a request instead of answering it (it was never taken). */
 const REFUSALS: ReadonlySet<string> = new Set(["unavailable", "rate_limited", "duplicate_id"]);
 
@@ -91,8 +95,11 @@ export class RawShare {
     this.options = options;
   }
 
-  /** Creates and connects every device; throws when one is not welcomed. */
-  async connect(concurrency = 50): Promise<void> {
+  /**
+   * Creates and connects every device; throws when one is not welcomed within `welcomeMs`. A
+   * refused hello (`unavailable` while the edge is busy) is tried again, as any device would.
+   */
+  async connect(concurrency = 50, welcomeMs = 60_000): Promise<void> {
     for (let index = 0; index < this.options.devices; index++) {
       const deviceId = `${this.options.devicePrefix}${index}`;
       const device = new RawDevice({
@@ -110,12 +117,17 @@ export class RawShare {
       Array.from({ length: Math.min(concurrency, this.devices.length) }, async () => {
         while (next < this.devices.length) {
           const device = this.devices[next++] as RawDevice;
-          const connection = await device.connect(this.options.port);
-          if (connection.welcome === undefined) {
-            throw new Error(
-              `raw device ${device.deviceId} not welcomed: ${JSON.stringify(connection.refusal ?? null)}`,
-            );
+          try {
+            await device.connect(this.options.port);
+          } catch {
+            // No welcome in time: closing it hands the device to the reconnect loop.
+            device.current?.socket.destroy();
           }
+          // A refusal closes the connection, which starts the reconnect loop too.
+          await device.waitFor(() => welcomed(device.current), {
+            timeoutMs: welcomeMs,
+            what: `welcome of raw device ${device.deviceId} (last answer ${JSON.stringify(device.current?.refusal ?? null)})`,
+          });
         }
       }),
     );
@@ -148,7 +160,7 @@ export class RawShare {
   #sendOne(index: number): void {
     const device = this.devices[index] as RawDevice;
     const connection = device.current;
-    if (connection === undefined || !connection.isOpen || connection.welcome === undefined) {
+    if (connection === undefined || !welcomed(connection)) {
       this.#skipped += 1;
       return;
     }
@@ -192,8 +204,11 @@ export class RawShare {
       try {
         // Nothing but the hello: requests still open stay unsent.
         const connection = await device.reconnect(this.options.port, { timeoutMs: 15_000 });
-        if (connection.welcome !== undefined && connection.isOpen) {
-          this.#reconnects += 1;
+        if (welcomed(connection)) {
+          // The first welcome of a device refused at the start is not a reconnect.
+          if (device.connections.some((other) => other !== connection && other.welcome !== undefined)) {
+            this.#reconnects += 1;
+          }
           return;
         }
         connection.socket.destroy();
