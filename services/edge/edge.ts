@@ -1,5 +1,5 @@
 import type { AddressInfo } from "node:net";
-import { Limiter, sleep } from "../../shared/async/index.ts";
+import { Limiter, pollUntil } from "../../shared/async/index.ts";
 import type { Authenticator } from "../../shared/auth/index.ts";
 import type { Broker } from "../../shared/broker/types.ts";
 import { ErrorCode, TetherError } from "../../shared/errors/index.ts";
@@ -58,10 +58,7 @@ export class Edge {
     this.#now = deps.now ?? Date.now;
     this.#clock = deps.clock ?? (() => performance.now());
     this.#listener = new DeviceListener({
-      config: deps.config,
-      log: deps.logger,
-      metrics: this.metrics,
-      now: this.#now,
+      ...{ config: deps.config, log: deps.logger, metrics: this.metrics, now: this.#now },
       accepting: () => this.#status === "running",
       events: {
         line: (session, line) => this.#rooms?.protocol.line(session, line),
@@ -80,7 +77,6 @@ export class Edge {
   get edgeId(): string {
     return this.#deps.config.edgeId;
   }
-
   get status(): EdgeStatus {
     return this.#status;
   }
@@ -123,8 +119,7 @@ export class Edge {
 
   /** Connects the producer, takes a slot, starts the reply consumer, then listens. */
   async start(): Promise<void> {
-    if (this.#status !== "created")
-      throw new TetherError(ErrorCode.Internal, `cannot start an edge that is ${this.#status}`);
+    if (this.#status !== "created") throw new TetherError(ErrorCode.Internal, `cannot start a ${this.#status} edge`);
     this.#status = "starting";
     const { config, broker, registry, logger: log } = this.#deps;
     try {
@@ -202,15 +197,12 @@ export class Edge {
     const listenerStopped = this.#listener.stop();
     this.#listener.sendAway(() => encodeBye(ByeReason.Draining, reconnectMs(config)));
     const rooms = this.#rooms;
-    if (wasRunning && this.#delivering && rooms !== undefined) {
-      const deadline = started + waitMs;
-      while (rooms.ingress.awaiting > 0 && this.#now() < deadline && this.#delivering) {
-        await sleep(Math.min(50, Math.max(1, deadline - this.#now())));
-      }
-    }
-    // Ownership releases of the closed connections go out before the lease is given up.
-    const backgroundDeadline = this.#now() + Math.max(1000, waitMs);
-    while (this.#background.active + this.#background.queued > 0 && this.#now() < backgroundDeadline) await sleep(10);
+    // Answers in flight are handled until the deadline; then ownership releases of the closed
+    // connections go out before the lease is given up.
+    const answered = () => rooms?.ingress.awaiting === 0 || !this.#delivering;
+    if (wasRunning) await pollUntil(answered, started + waitMs, this.#now);
+    const background = this.#background;
+    await pollUntil(() => background.active + background.queued === 0, this.#now() + Math.max(1000, waitMs), this.#now);
     const failed = this.#status === "failed";
     const shutdown = new Shutdown({ logger: log, what: "edge drain" })
       .add("slot janitor close", () => rooms?.janitor?.close())

@@ -169,3 +169,12 @@ async function settle<T>(fn: () => Promise<T>, release: Release): Promise<T> {
     release();
   }
 }
+
+/**
+ * Waits until `done()` holds or the clock reaches `deadline` (both in the clock's milliseconds),
+ * checking every 20 ms at most; resolves either way. For shutdowns that give work in flight a
+ * bounded time to finish.
+ */
+export async function pollUntil(done: () => boolean, deadline: number, now: () => number = Date.now): Promise<void> {
+  while (!done() && now() < deadline) await sleep(Math.min(20, Math.max(1, deadline - now())));
+}

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { describe, test } from "node:test";
-import { backoff, Limiter, sleep, withTimeout } from "../../../shared/async/index.ts";
+import { backoff, Limiter, pollUntil, sleep, withTimeout } from "../../../shared/async/index.ts";
 import { hasErrorCode } from "../../../shared/errors/index.ts";
 
 /** A promise and the function that settles it. */
@@ -232,5 +232,21 @@ describe("backoff", () => {
     assert.equal(backoff(2, { baseMs: 150, maxMs: 10_000, jitter: 1, random: fixed(1 / 3) }), 200);
     assert.equal(backoff(5000, { baseMs: 100, maxMs: 30_000 }), 30_000);
     assert.equal(backoff(5000, { baseMs: 0, maxMs: 30_000 }), 0);
+  });
+});
+
+describe("pollUntil", () => {
+  test("resolves as soon as the condition holds, and at the deadline when it never does", async () => {
+    let ready = false;
+    setTimeout(() => {
+      ready = true;
+    }, 30);
+    const started = Date.now();
+    await pollUntil(() => ready, Date.now() + 5000);
+    const tookMs = Date.now() - started;
+    assert.ok(ready && tookMs < 1000, `took ${tookMs} ms`);
+    const before = Date.now();
+    await pollUntil(() => false, Date.now() + 60);
+    assert.ok(Date.now() - before >= 55, "waited for the deadline");
   });
 });
