@@ -7,9 +7,9 @@
  *
  *   tsx bench/junk.ts [sockets=10000] [junkBytes=2000] [rounds=3]
  *
- * Memory is read after a full garbage collection (bench/gc-on-signal.ts), at half and at all of
- * the sockets: the second half's slope is what one more socket costs, without the one-off growth
- * of the heap's young generation. The client binds 127.x.0.2, .3, ... so that one loopback
+ * Memory is read after full garbage collections (bench/gc-on-signal.ts) at a quarter, half,
+ * three quarters and all of the sockets; the fitted slope over the last three is what one more
+ * socket costs, without the one-off growth of the heap's young generation early on. The client binds 127.x.0.2, .3, ... so that one loopback
  * address's ports are not the limit.
  */
 import { spawn } from "node:child_process";
@@ -89,9 +89,11 @@ async function round(index: number): Promise<Round> {
     },
   );
   const settledRss = async (): Promise<number> => {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    child.kill("SIGUSR2");
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    for (let i = 0; i < 3; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      child.kill("SIGUSR2");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 600));
     return rssKiB(child.pid as number);
   };
   const sockets: Socket[] = [];
@@ -111,10 +113,14 @@ async function round(index: number): Promise<Round> {
           while (next < total) sockets.push(await openSocket(port, address(next++), payload));
         }),
       );
-    await openUpTo(count / 2);
-    const half = await settledRss();
-    await openUpTo(count);
-    const after = await settledRss();
+    // Read at a quarter, half, three quarters and all of them: the fitted slope over the last
+    // three is what one more socket costs, without the one-off growth of the heap early on.
+    const points: Array<[number, number]> = [];
+    for (const share of [0.25, 0.5, 0.75, 1]) {
+      await openUpTo(Math.round(count * share));
+      points.push([sockets.length, await settledRss()]);
+    }
+    const after = (points.at(-1) as [number, number])[1];
     const readyz = (await (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).json()) as { connections: number };
 
     // While the junk is held: random bytes are refused at once, a longer line is cut at the
@@ -125,7 +131,7 @@ async function round(index: number): Promise<Round> {
     const [randomJunk, longLine, welcome] = await Promise.all([firstLine(random), firstLine(long), firstLine(device)]);
     for (const socket of [random, long, device]) socket.destroy();
     return {
-      kibPerSocket: Number(((after - half) / (count - count / 2)).toFixed(2)),
+      kibPerSocket: Number(slope(points.slice(1)).toFixed(2)),
       rssBeforeMiB: Math.round(before / 1024),
       rssAfterMiB: Math.round(after / 1024),
       held: readyz.connections,
@@ -137,6 +143,16 @@ async function round(index: number): Promise<Round> {
     for (const socket of sockets) socket.destroy();
     child.kill("SIGTERM");
   }
+}
+
+/** Least-squares slope of y over x. */
+function slope(points: ReadonlyArray<readonly [number, number]>): number {
+  const n = points.length;
+  const mx = points.reduce((sum, [x]) => sum + x, 0) / n;
+  const my = points.reduce((sum, [, y]) => sum + y, 0) / n;
+  const num = points.reduce((sum, [x, y]) => sum + (x - mx) * (y - my), 0);
+  const den = points.reduce((sum, [x]) => sum + (x - mx) ** 2, 0);
+  return den === 0 ? 0 : num / den;
 }
 
 async function main(): Promise<void> {
