@@ -16,7 +16,7 @@ export interface IngressDeps {
   readonly now: () => number;
   readonly producer: Producer;
   readonly slot: number;
-  /** False while this edge cannot prove its slot lease: no ack is written then. */
+  /** False while this edge cannot prove its slot lease: no ack nor `unavailable` is written then. */
   readonly fence: () => boolean;
 }
 
@@ -129,7 +129,8 @@ export class Ingress {
       this.#failuresUnlogged += 1;
     }
     if (this.#awaiting.delete(key)) session.requestFinished();
-    if (session.isOpen) {
+    // Like acks, only while the lease is proven: an edge that lost its slot writes nothing.
+    if (session.isOpen && this.#deps.fence()) {
       session.sendError({ code: "unavailable", id, message: "broker unavailable, retry", retryable: true });
     }
     this.#maybeResume();
