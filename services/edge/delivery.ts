@@ -226,6 +226,8 @@ export class Delivery {
     }
     for (const entry of entries) {
       if (!session.isOpen) return;
+      // Every park wakes the outbox again: what this connection was given already is not repeated.
+      if (!session.firstOutboxOffer(entry.messageId)) continue;
       const frame = Buffer.from(`${toLineJson(entry.frame.trim())}\n`, "utf8");
       if (!entry.messageId.startsWith(ANSWER_PREFIX)) {
         session.write(frame);

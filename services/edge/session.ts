@@ -89,6 +89,8 @@ export class Session {
   #epoch = 0;
   /** The device acknowledges answers (protocol 1.1 `ackAnswers`). */
   #ackAnswers = false;
+  /** Outbox entries already written on this connection (each goes out once per connection). */
+  #outboxSent: Set<string> | undefined;
   /** Answers written and not yet confirmed (acked, or handed to the kernel): request id -> outcome. */
   #answers: Map<string, (delivered: boolean) => void> | undefined;
 
@@ -276,6 +278,14 @@ export class Session {
     }
     const report = once(done);
     this.write(frame, (error) => report(error === undefined || error === null));
+  }
+
+  /** True the first time an outbox entry is offered to this connection, false after. */
+  firstOutboxOffer(messageId: string): boolean {
+    this.#outboxSent ??= new Set();
+    if (this.#outboxSent.has(messageId)) return false;
+    this.#outboxSent.add(messageId);
+    return true;
   }
 
   /** The device acked the answer to `requestId`; true when one was waiting. */
