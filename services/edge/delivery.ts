@@ -113,7 +113,7 @@ export class Delivery {
           return;
         }
         // Cut or closed before the answer got out (or was acked): keep it for the next connection.
-        this.#park(message, reply.deviceId).then(resolve, reject);
+        this.#park(message, reply).then(resolve, reject);
       });
     });
     return { durable };
@@ -162,7 +162,7 @@ export class Delivery {
       this.#deps.metrics.reply("parked");
       return undefined;
     }
-    await this.#park(message, deviceId);
+    await this.#park(message, reply);
     return undefined;
   }
 
@@ -170,10 +170,9 @@ export class Delivery {
     return record.edgeId === this.#deps.config.edgeId && record.slot === this.#deps.slot;
   }
 
-  async #park(message: IncomingMessage, deviceId: string): Promise<void> {
-    const decoded = decodeReply(message);
-    if (!decoded.ok || decoded.value.kind !== ReplyKind.Answer) return;
-    const reply = decoded.value;
+  /** Stores an answer in the device's outbox (already decoded: the record is not read again). */
+  async #park(message: IncomingMessage, reply: AnswerReply): Promise<void> {
+    const deviceId = reply.deviceId;
     const { config, registry } = this.#deps;
     const now = this.#deps.now();
     let frame = reply.frame.toString("utf8");

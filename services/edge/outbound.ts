@@ -1,6 +1,6 @@
 import type { Producer } from "../../shared/broker/types.ts";
 import type { Logger } from "../../shared/log/index.ts";
-import { type ControlRecord, controlRecord, type PresenceEvent } from "../../shared/records/index.ts";
+import { type ControlRecord, controlRecord, type PresenceEvent, presenceRecord } from "../../shared/records/index.ts";
 import type { EdgeConfig } from "./config.ts";
 
 /**
@@ -20,12 +20,8 @@ export class Outbound {
   }
 
   presence(event: PresenceEvent): void {
-    const names = this.#config.common.names;
     this.#producer
-      .send(
-        { topic: names.eventsTopic, key: event.deviceId, value: JSON.stringify(event) },
-        { timeoutMs: this.#config.produceTimeoutMs },
-      )
+      .send(presenceRecord(this.#config.common.names.eventsTopic, event), { timeoutMs: this.#config.produceTimeoutMs })
       .catch((error: unknown) => {
         this.#log.warn({ err: error, deviceId: event.deviceId, event: event.event }, "presence event not written");
       });

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { connect } from "node:net";
-import { describe, it } from "node:test";
+import { describe, it, type TestContext } from "node:test";
 import { availableMemory, defaultMaxConnections, readEdgeConfig } from "../../../services/edge/config.ts";
 import { proxyHeaderV4 } from "../../../services/edge/proxy-protocol.ts";
 import type { Broker, OutgoingMessage, Producer, SendOptions } from "../../../shared/broker/types.ts";
@@ -46,16 +46,22 @@ function poisonedBroker(broker: Broker): Broker {
   });
 }
 
+/** An edge on in-memory adapters with an echo worker, both closed after the test. */
+async function echoEdge(t: TestContext): Promise<Awaited<ReturnType<typeof startEdge>>> {
+  const fleet = await memoryFleet();
+  const worker = new EchoWorker(fleet.broker, fleet.common.names);
+  await worker.start();
+  const started = await startEdge(fleet);
+  t.after(async () => {
+    await started.edge.close();
+    await worker.close();
+  });
+  return started;
+}
+
 describe("hostile device input", () => {
   it("answers a request nested 6,000 deep with bad_frame, keeps the connection and the edge serving", async (t) => {
-    const fleet = await memoryFleet();
-    const worker = new EchoWorker(fleet.broker, fleet.common.names);
-    await worker.start();
-    const { edge, port } = await startEdge(fleet);
-    t.after(async () => {
-      await edge.close();
-      await worker.close();
-    });
+    const { edge, port } = await echoEdge(t);
     const attacker = await welcomed(port, "dev-deep");
     t.after(() => attacker.close());
     attacker.send(`{"t":"req","id":"deep","type":"echo","body":${nested(6000)}}\n`);
@@ -152,14 +158,7 @@ describe("hostile device input", () => {
 
 describe("the budget of sockets that have not said hello", () => {
   it("cuts a line longer than the hello limit before hello, while welcomed devices keep the full limit", async (t) => {
-    const fleet = await memoryFleet();
-    const worker = new EchoWorker(fleet.broker, fleet.common.names);
-    await worker.start();
-    const { edge, port } = await startEdge(fleet);
-    t.after(async () => {
-      await edge.close();
-      await worker.close();
-    });
+    const { port } = await echoEdge(t);
     const long = await Device.connect(port);
     t.after(() => long.close());
     long.send(`{"t":"hello","v":1,"deviceId":"d","token":"${"x".repeat(65_000)}`);
