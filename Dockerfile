@@ -5,7 +5,7 @@
 #   docker run tether dist/admin.mjs       # admin API
 # The CDK stack builds it once and sets each task's command to its bundle.
 
-ARG NODE_IMAGE=node:22-bookworm
+ARG NODE_IMAGE=node:24-bookworm
 
 # ---- build: bundle the TypeScript, compile the Kafka client against Debian's libraries ----
 FROM ${NODE_IMAGE} AS build

@@ -78,7 +78,7 @@ if (present.length === 0) {
     outExtension: { ".js": ".mjs" },
     bundle: true,
     platform: "node",
-    target: "node20",
+    target: "node24",
     format: "esm",
     sourcemap: true,
     external,

@@ -77,8 +77,6 @@ async function main(): Promise<number> {
   say(`${files.length} test files (${integration} integration, ${files.length - integration} unit)`);
 
   const env: NodeJS.ProcessEnv = { ...process.env };
-  // The AWS SDK warns once per process that it will want Node 22 from 2027; tests run many processes.
-  env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   let cluster: LocalCluster | undefined;
   let child: ReturnType<typeof spawn> | undefined;
   let stopping = false;

@@ -59,8 +59,6 @@ export async function runGuarantees(options: GuaranteeRunOptions): Promise<Guara
     ...process.env,
     TETHER_KAFKA_BROKERS: options.cluster.kafkaBrokers,
     TETHER_DYNAMODB_ENDPOINT: options.cluster.dynamodbEndpoint,
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED:
-      process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ?? "true",
   };
   if (options.full) env.TETHER_GUARANTEE_FULL = "1";
   else delete env.TETHER_GUARANTEE_FULL;
