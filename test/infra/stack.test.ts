@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
@@ -13,7 +13,10 @@ import { createApp } from "../../infra/lib/app.ts";
 import { settingsFromContext } from "../../infra/lib/settings.ts";
 import type { TetherStack } from "../../infra/lib/tether-stack.ts";
 
-const baseContext = { env: "test", image: "public.ecr.aws/tether/test:1", region: "eu-west-1" };
+/** cdk.json's context (the feature flags), as `cdk synth` gives it to the app. */
+const cdkJsonContext = (JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as { context: Json })
+  .context;
+const baseContext = { ...cdkJsonContext, env: "test", image: "public.ecr.aws/tether/test:1", region: "eu-west-1" };
 
 interface Built {
   readonly stack: TetherStack;
@@ -736,8 +739,9 @@ describe("alarms", () => {
       EnableKeyRotation: true,
       KeyPolicy: {
         Statement: Match.arrayWith([
+          // minimizePolicies merges the two services' statements into one.
           Match.objectLike({
-            Principal: { Service: "cloudwatch.amazonaws.com" },
+            Principal: { Service: Match.arrayWith(["cloudwatch.amazonaws.com", "events.amazonaws.com"]) },
             Action: ["kms:Decrypt", "kms:GenerateDataKey*"],
           }),
         ]),
