@@ -4,7 +4,7 @@
  */
 import type { CommonConfig } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { Broker } from "./types.ts";
+import type { Broker, StatisticsListener } from "./types.ts";
 
 export type { DispatchErrorListener, DispatcherOptions } from "./dispatch.ts";
 export { Dispatcher } from "./dispatch.ts";
@@ -20,11 +20,15 @@ export type * from "./types.ts";
  * so the embedded mode never loads the native Kafka client. Each call makes a new broker; an
  * in-memory broker is its own cluster, so the parts of one process must share one instance.
  */
-export async function createBroker(config: CommonConfig, logger: Logger): Promise<Broker> {
+export async function createBroker(
+  config: CommonConfig,
+  logger: Logger,
+  options: { readonly statistics?: StatisticsListener } = {},
+): Promise<Broker> {
   if (config.broker === "memory") {
     const { MemoryBroker } = await import("./memory/index.ts");
     return new MemoryBroker({ logger });
   }
   const { createKafkaBroker } = await import("./kafka/index.ts");
-  return await createKafkaBroker({ settings: config.kafka, logger });
+  return await createKafkaBroker({ settings: config.kafka, logger, ...options });
 }

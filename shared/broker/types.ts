@@ -201,3 +201,42 @@ export interface Broker {
   partitionConsumer(options: PartitionConsumerOptions): PartitionConsumer;
   admin(): BrokerAdmin;
 }
+
+/**
+ * A Kafka client's own figures, as its library reports them every `intervalMs` (librdkafka
+ * statistics). The adapter reads them; the service decides where they go (its metrics).
+ */
+export interface ClientStatistics {
+  readonly role: "producer" | "consumer";
+  /** Messages waiting in the client to be sent (producers) or handed over (consumers). */
+  readonly queuedMessages: number;
+  readonly queuedBytes: number;
+  readonly brokers: readonly BrokerStatistics[];
+  /** Partitions this client consumes, with how far behind their end it is. */
+  readonly partitions: readonly PartitionStatistics[];
+}
+
+export interface BrokerStatistics {
+  /** `host:port/id`, as the client names the connection. */
+  readonly broker: string;
+  /** Request round trip, in seconds, over the last interval. */
+  readonly rttAvg: number;
+  readonly rttP99: number;
+  /** Time a produced message waited in the client's queue before it was sent, in seconds. */
+  readonly internalLatencyAvg: number;
+  readonly internalLatencyP99: number;
+}
+
+export interface PartitionStatistics {
+  readonly topic: string;
+  readonly partition: number;
+  /** Messages between the consumer's position and the partition's end; -1 when unknown. */
+  readonly lag: number;
+}
+
+/** Where a Kafka adapter sends its clients' statistics; absent, none are collected. */
+export interface StatisticsListener {
+  /** How often each client reports; librdkafka's `statistics.interval.ms`. */
+  readonly intervalMs: number;
+  onStatistics(statistics: ClientStatistics): void;
+}

@@ -5,7 +5,7 @@
 import type { CommonConfig } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { MemoryRegistry } from "./memory/index.ts";
-import type { Registry } from "./types.ts";
+import type { Registry, RegistryCallObserver } from "./types.ts";
 
 export {
   LeaseCache,
@@ -24,8 +24,12 @@ export { MemoryRegistry };
  * asked for, so the embedded mode never loads the AWS SDK. An in-memory registry is its own
  * store, so the parts of one process must share one instance.
  */
-export async function createRegistry(config: CommonConfig, logger: Logger): Promise<Registry> {
+export async function createRegistry(
+  config: CommonConfig,
+  logger: Logger,
+  options: { readonly calls?: RegistryCallObserver } = {},
+): Promise<Registry> {
   if (config.registry === "memory") return new MemoryRegistry();
   const { createDynamoRegistry } = await import("./dynamodb/index.ts");
-  return await createDynamoRegistry({ settings: config.dynamodb, names: config.names, logger });
+  return await createDynamoRegistry({ settings: config.dynamodb, names: config.names, logger, ...options });
 }

@@ -190,3 +190,13 @@ export interface Registry {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * Told about every call a registry adapter makes to its store (DynamoDB), for metrics. The
+ * operation is the store's own name for the call (`GetItem`, `UpdateItem`, ...); `errorCode`
+ * is the TetherError code the call failed with (`conflict` for a condition that did not hold),
+ * absent when it succeeded.
+ */
+export interface RegistryCallObserver {
+  observe(call: { operation: string; table: string; seconds: number; errorCode?: string }): void;
+}

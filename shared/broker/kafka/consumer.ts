@@ -10,6 +10,7 @@ import type {
   MessageHandler,
   PartitionConsumer,
   PartitionConsumerOptions,
+  StatisticsListener,
 } from "../types.ts";
 import { baseConfig } from "./config.ts";
 import { kafkaError } from "./errors.ts";
@@ -22,6 +23,7 @@ import {
   type NativeTopicPartition,
   native,
 } from "./native.ts";
+import { statisticsConfig, watchStatistics } from "./stats.ts";
 
 /** Tuning shared by both consumer kinds. */
 export interface ConsumerTuning {
@@ -29,6 +31,8 @@ export interface ConsumerTuning {
   readonly commitIntervalMs?: number;
   /** Messages accepted but not handled above which fetching pauses. Default 1000. */
   readonly maxPending?: number;
+  /** Where the clients' statistics go; none are collected without it. */
+  readonly statistics?: StatisticsListener;
 }
 
 /** librdkafka settings of every consumer: manual commits, low latency, a small prefetch. */
@@ -176,7 +180,12 @@ interface Run {
 function makeRun(config: Config, logger: Logger, tuning: ConsumerTuning, dispatch: DispatcherOptions): Run {
   const dispatcher = new Dispatcher(dispatch);
   let loop: FetchLoop | undefined;
-  const consumer = new native.KafkaConsumer({ ...config, queue_non_empty_cb: () => loop?.wake() });
+  const consumer = new native.KafkaConsumer({
+    ...config,
+    ...statisticsConfig(tuning.statistics),
+    queue_non_empty_cb: () => loop?.wake(),
+  });
+  watchStatistics(consumer, tuning.statistics, logger);
   consumer.on("event.error", (error) => logger.warn({ err: kafkaError("consumer", error) }, "Kafka error"));
   consumer.on("error", (error) => logger.warn({ err: error }, "Kafka client error"));
   const committer = new Committer(consumer, logger);

@@ -12,6 +12,7 @@ import type {
   PartitionConsumer,
   PartitionConsumerOptions,
   Producer,
+  StatisticsListener,
 } from "../types.ts";
 import { KafkaAdmin } from "./admin.ts";
 import { type ConsumerTuning, KafkaGroupConsumer, KafkaPartitionConsumer } from "./consumer.ts";
@@ -26,6 +27,8 @@ export interface KafkaBrokerOptions {
   readonly logger: Logger;
   readonly producer?: ProducerTuning;
   readonly consumer?: ConsumerTuning;
+  /** Every client's statistics go here (queue depth, broker round trips, consumer lag). */
+  readonly statistics?: StatisticsListener;
 }
 
 /** Factory for Kafka clients; every call makes a new client with its own connections. */
@@ -40,15 +43,20 @@ export class KafkaBroker implements Broker {
   }
 
   producer(): Producer {
-    return new KafkaProducer(this.#options.settings, this.#logger, this.#options.producer ?? {});
+    const { producer, statistics } = this.#options;
+    return new KafkaProducer(this.#options.settings, this.#logger, { ...producer, statistics });
   }
 
   groupConsumer(options: GroupConsumerOptions): GroupConsumer {
-    return new KafkaGroupConsumer(this.#options.settings, this.#logger, options, this.#options.consumer);
+    return new KafkaGroupConsumer(this.#options.settings, this.#logger, options, this.#consumerTuning());
   }
 
   partitionConsumer(options: PartitionConsumerOptions): PartitionConsumer {
-    return new KafkaPartitionConsumer(this.#options.settings, this.#logger, options, this.#options.consumer);
+    return new KafkaPartitionConsumer(this.#options.settings, this.#logger, options, this.#consumerTuning());
+  }
+
+  #consumerTuning(): ConsumerTuning {
+    return { ...this.#options.consumer, statistics: this.#options.statistics };
   }
 
   admin(): BrokerAdmin {

@@ -1,7 +1,7 @@
 import type { KafkaSettings } from "../../config/index.ts";
 import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
-import type { DeliveryReport, OutgoingMessage, Producer, SendOptions } from "../types.ts";
+import type { DeliveryReport, OutgoingMessage, Producer, SendOptions, StatisticsListener } from "../types.ts";
 import { baseConfig } from "./config.ts";
 import { isAuthFailure, kafkaError, withAuthCause } from "./errors.ts";
 import {
@@ -12,6 +12,7 @@ import {
   type NativeProducer,
   native,
 } from "./native.ts";
+import { statisticsConfig, watchStatistics } from "./stats.ts";
 
 export interface ProducerTuning {
   /** Default bound of send(). Default 30 s. */
@@ -21,6 +22,8 @@ export interface ProducerTuning {
   /** Batching delay. Default 0: measured p50 send->ack 0.3 ms vs 1.4 ms at 1 ms, and the
    * throughput was the same (librdkafka still batches while requests are in flight). */
   readonly lingerMs?: number;
+  /** Where the client's statistics go; none are collected without it. */
+  readonly statistics?: StatisticsListener;
 }
 
 /** One send() waiting for its delivery report. */
@@ -74,6 +77,7 @@ export class KafkaProducer implements Producer {
       this.#logger.warn({ err: kafkaError("producer", error) }, "Kafka error");
     });
     producer.on("error", (error) => this.#logger.warn({ err: error }, "Kafka client error"));
+    watchStatistics(producer, this.#tuning.statistics, this.#logger);
     try {
       await new Promise<void>((resolve, reject) => {
         producer.connect({ timeout: 15_000, allTopics: false }, (error) =>
@@ -232,5 +236,6 @@ export function producerConfig(settings: KafkaSettings, logger: Logger, tuning: 
     // A topic that does not exist fails the send after this long instead of five minutes.
     "topic.metadata.propagation.max.ms": 5000,
     dr_cb: true,
+    ...statisticsConfig(tuning.statistics),
   };
 }

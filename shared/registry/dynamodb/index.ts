@@ -20,11 +20,12 @@ import type { DynamoDbSettings, ResourceNames } from "../../config/index.ts";
 import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
 import { ClosedGuard } from "../rules.ts";
-import type { ConnectionStore, LeaseStore, OutboxStore, Registry } from "../types.ts";
+import type { ConnectionStore, LeaseStore, OutboxStore, Registry, RegistryCallObserver } from "../types.ts";
 import { createDynamoClient, createLeaseClient, DEFAULT_LEASE_TIMEOUT_MS, DEFAULT_MAX_CONCURRENCY } from "./client.ts";
 import { dynamoError, Table } from "./common.ts";
 import { DynamoConnectionStore } from "./connections.ts";
 import { DynamoLeaseStore } from "./leases.ts";
+import { observeCalls } from "./observe.ts";
 import { DynamoOutboxStore } from "./outbox.ts";
 
 export { byEdgeIndex } from "./connections.ts";
@@ -50,6 +51,8 @@ export interface DynamoRegistryOptions {
    * else {@link DEFAULT_LEASE_TIMEOUT_MS}.
    */
   readonly leaseTimeoutMs?: number;
+  /** Told the latency and outcome of every DynamoDB call (metrics). */
+  readonly calls?: RegistryCallObserver;
 }
 
 /** The registry on DynamoDB. */
@@ -68,6 +71,10 @@ export class DynamoRegistry implements Registry {
     const leaseTimeoutMs = options.leaseTimeoutMs ?? options.settings.leaseTimeoutMs ?? DEFAULT_LEASE_TIMEOUT_MS;
     // The registry client's credentials, so a lease call never waits on fetching them itself.
     this.#leaseClient = createLeaseClient(options.settings, leaseTimeoutMs, this.#client.config.credentials);
+    if (options.calls !== undefined) {
+      observeCalls(this.#client, options.calls);
+      observeCalls(this.#leaseClient, options.calls);
+    }
     this.#names = options.names;
     const table = (name: string): Table => new Table(this.#client, name, this.#guard);
     this.connections = new DynamoConnectionStore(table(options.names.connectionsTable));
