@@ -42,15 +42,19 @@ async function main(): Promise<void> {
     const broker = await createBroker(common, logger);
     const admin = broker.admin();
     shutdown.addFirst("broker-admin", () => admin.close());
-    // Pushes and kicks need `downlink` and `replies`; like the edge and the worker, whichever
-    // process comes up first creates what is missing and leaves existing topics alone.
-    await admin.ensureTopics(
-      tetherTopics({
-        names: common.names,
-        maxEdges: common.maxEdges,
-        replicationFactor: common.kafka.replicationFactor,
-      }),
-    );
+    // Pushes and kicks need `downlink` and `replies`. In development (and on the in-process
+    // broker), whichever process comes up first creates what is missing; deployed on Kafka, the
+    // edge and the worker own the topics (and grow them) and the admin API may only describe them.
+    if (common.environment === "development" || common.broker === "memory") {
+      await admin.ensureTopics(
+        tetherTopics({
+          names: common.names,
+          maxEdges: common.maxEdges,
+          workPartitions: common.workPartitions,
+          replicationFactor: common.kafka.replicationFactor,
+        }),
+      );
+    }
     const producer = broker.producer();
     shutdown.addFirst("producer", () => producer.close());
     await producer.connect();

@@ -47,14 +47,16 @@ async function main(): Promise<void> {
 
   // Topics are created here, not only by a deploy step: the reply slot consumer needs `replies`
   // with one partition per possible edge before it can start, and in the local cluster and in
-  // fresh environments the first process up is often an edge. ensureTopics leaves existing topics
-  // alone, so every process doing it is harmless.
+  // fresh environments the first process up is often an edge. ensureTopics only adds what is
+  // missing (topics, and partitions when TETHER_MAX_EDGES or TETHER_WORK_PARTITIONS grew), so
+  // every process doing it is harmless.
   const admin = broker.admin();
   try {
     await admin.ensureTopics(
       tetherTopics({
         names: config.common.names,
         maxEdges: config.common.maxEdges,
+        workPartitions: config.common.workPartitions,
         replicationFactor: config.common.kafka.replicationFactor,
       }),
     );

@@ -52,7 +52,13 @@ async function main(): Promise<void> {
   const broker = new MemoryBroker({ logger: logger.child({ component: "broker" }) });
   const registry = new MemoryRegistry();
   const admin = broker.admin();
-  await admin.ensureTopics(tetherTopics({ names: edgeConfig.common.names, maxEdges: edgeConfig.common.maxEdges }));
+  await admin.ensureTopics(
+    tetherTopics({
+      names: edgeConfig.common.names,
+      maxEdges: edgeConfig.common.maxEdges,
+      workPartitions: edgeConfig.common.workPartitions,
+    }),
+  );
 
   const worker = createWorker({
     config: workerConfig,

@@ -50,6 +50,7 @@ async function main(): Promise<void> {
       tetherTopics({
         names: config.names,
         maxEdges: config.maxEdges,
+        workPartitions: config.workPartitions,
         replicationFactor: config.kafka.replicationFactor,
       }),
     );

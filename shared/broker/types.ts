@@ -174,7 +174,10 @@ export interface TopicSpec {
 }
 
 export interface BrokerAdmin {
-  /** Creates topics that do not exist; an existing topic is left as it is. */
+  /**
+   * Creates topics that do not exist and adds partitions to those with fewer than asked; a
+   * topic with more is left as it is (partitions are never removed), with a warning.
+   */
   ensureTopics(topics: readonly TopicSpec[]): Promise<void>;
   /** Partition count of a topic; rejects with `not_found` when it does not exist. */
   partitionCount(topic: string): Promise<number>;

@@ -120,8 +120,13 @@ export interface CommonConfig {
   readonly dynamodb: DynamoDbSettings;
   /** Kafka topic, consumer group and DynamoDB table names; prefixed per environment. */
   readonly names: ResourceNames;
-  /** Partitions of `replies`, hence the number of edge slots. */
+  /**
+   * Partitions of `replies`, hence the number of edge slots. Raising it grows `replies` at the
+   * next start; lowering it never shrinks the topic.
+   */
   readonly maxEdges: number;
+  /** Partitions of `requests`, `downlink` and `events`: the most workers that share the load. Grows topics like maxEdges. */
+  readonly workPartitions: number;
 }
 
 export interface KafkaSettings {
@@ -274,5 +279,6 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
       outboxTable: reader.string("TETHER_OUTBOX_TABLE", names.outboxTable),
     },
     maxEdges: reader.integer("TETHER_MAX_EDGES", 64, { min: 1, max: 4096 }),
+    workPartitions: reader.integer("TETHER_WORK_PARTITIONS", 12, { min: 1, max: 1000 }),
   };
 }

@@ -53,6 +53,8 @@ export interface TestCommonOptions {
   readonly names?: ResourceNames;
   /** Default 4. */
   readonly maxEdges?: number;
+  /** TETHER_WORK_PARTITIONS; 12 (the services' default) unless given. */
+  readonly workPartitions?: number;
   /** Given: the Kafka broker on these settings. Otherwise the in-memory broker. */
   readonly kafka?: KafkaSettings;
   /** Given: the DynamoDB registry on these settings. Otherwise the in-memory registry. */
@@ -74,5 +76,6 @@ export function testCommonConfig(options: TestCommonOptions = {}): CommonConfig 
     dynamodb: dynamodb ?? { endpoint: undefined, region: "us-east-1" },
     names: options.names ?? resourceNames(""),
     maxEdges: options.maxEdges ?? 4,
+    workPartitions: options.workPartitions ?? 12,
   };
 }

@@ -80,6 +80,13 @@ export class KafkaAdmin implements BrokerAdmin {
     return this.#client;
   }
 
+  /**
+   * Creates the topics that are missing and grows the ones with fewer partitions than asked
+   * (a raised TETHER_MAX_EDGES or TETHER_WORK_PARTITIONS). Kafka cannot take partitions away:
+   * a topic with more than asked keeps them, with a warning. After a topic grows, some keys hash
+   * to a new partition, so a device's order holds among the records written before the growth
+   * and among those written after it, not across.
+   */
   ensureTopics(topics: readonly TopicSpec[]): Promise<void> {
     return this.#use(async (admin) => {
       await settleAll(
@@ -101,19 +108,56 @@ export class KafkaAdmin implements BrokerAdmin {
       );
       // CreateTopics answers once the controller has the topic; brokers learn of it a moment
       // later. Callers produce right away, so wait until every topic is visible.
-      const deadline = Date.now() + opTimeoutMs;
-      for (const spec of topics) {
-        for (;;) {
-          try {
-            await this.#partitionCount(admin, spec.name);
-            break;
-          } catch (error) {
-            if (!(error instanceof TetherError && error.code === "not_found") || Date.now() > deadline) throw error;
-            await new Promise((resolve) => setTimeout(resolve, 50));
-          }
+      const counts = await settleAll(topics.map((spec) => this.#visiblePartitions(admin, spec.name, 1)));
+      const grow: Array<{ spec: TopicSpec; from: number }> = [];
+      topics.forEach((spec, index) => {
+        const partitions = counts[index] ?? 0;
+        if (partitions < spec.partitions) grow.push({ spec, from: partitions });
+        else if (partitions > spec.partitions) {
+          this.#logger.warn(
+            { topic: spec.name, partitions, asked: spec.partitions },
+            "topic has more partitions than asked; Kafka never removes partitions, so it keeps them",
+          );
         }
-      }
+      });
+      await settleAll(grow.map(({ spec, from }) => this.#grow(admin, spec, from)));
     });
+  }
+
+  /** Raises one topic to `spec.partitions` and waits until the metadata shows them all. */
+  async #grow(admin: AdminClient, spec: TopicSpec, from: number): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      admin.createPartitions(spec.name, spec.partitions, opTimeoutMs, (error) => {
+        // Another process grew it first (to this count or beyond): the wait below confirms it.
+        if (!error || error.code === codes.invalidPartitions) resolve();
+        else reject(kafkaError(`add partitions to ${spec.name}`, error, { topic: spec.name }));
+      });
+    });
+    const partitions = await this.#visiblePartitions(admin, spec.name, spec.partitions);
+    this.#logger.info({ topic: spec.name, from, partitions }, "topic grew");
+  }
+
+  /**
+   * The topic's partition count once the metadata shows at least `atLeast` of them; throws
+   * after the operation timeout if the topic never appears or never reaches that count.
+   */
+  async #visiblePartitions(admin: AdminClient, topic: string, atLeast: number): Promise<number> {
+    const deadline = Date.now() + opTimeoutMs;
+    for (;;) {
+      let partitions = 0;
+      try {
+        partitions = await this.#partitionCount(admin, topic);
+      } catch (error) {
+        if (!(error instanceof TetherError && error.code === "not_found") || Date.now() > deadline) throw error;
+      }
+      if (partitions >= atLeast) return partitions;
+      if (Date.now() > deadline) {
+        throw new TetherError("unavailable", `topic ${topic} shows ${partitions} of ${atLeast} partitions`, {
+          details: { topic, partitions, asked: atLeast },
+        });
+      }
+      await sleep(50);
+    }
   }
 
   partitionCount(topic: string): Promise<number> {

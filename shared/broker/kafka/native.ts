@@ -110,6 +110,13 @@ export interface NativeAdmin {
     timeoutMs: number,
     callback: (error: NativeError | null | undefined) => void,
   ): void;
+  /** Raises a topic's partition count to `totalPartitions` (Kafka never lowers it). */
+  createPartitions(
+    topic: string,
+    totalPartitions: number,
+    timeoutMs: number,
+    callback: (error: NativeError | null | undefined) => void,
+  ): void;
   describeTopics(
     topics: string[],
     options: { timeout: number },

@@ -55,6 +55,8 @@ async function fleetEnv(): Promise<Record<string, string>> {
     TETHER_DYNAMODB_ENDPOINT: env.dynamodbEndpoint,
     TETHER_NAME_PREFIX: prefix,
     TETHER_MAX_EDGES: String(MAX_EDGES),
+    // As created above: a different count would have the first edge grow the topics.
+    TETHER_WORK_PARTITIONS: "2",
     TETHER_EDGE_LEASE_MS: String(LEASE_MS),
     TETHER_RATE_LIMIT: "1000",
   };
