@@ -10,9 +10,11 @@ import {
   forwardedRecord,
   type PushReply,
   ReplyKind,
+  readTraceParent,
 } from "../../shared/records/index.ts";
 import { ownerLive } from "../../shared/registry/index.ts";
 import type { ConnectionRecord, Registry } from "../../shared/registry/types.ts";
+import { SpanKind, type Tracing } from "../../shared/telemetry/index.ts";
 import type { EdgeConfig } from "./config.ts";
 import type { Ingress } from "./ingress.ts";
 import type { EdgeMetrics } from "./metrics.ts";
@@ -39,6 +41,8 @@ export interface DeliveryDeps {
   readonly session: (connId: string) => Session | undefined;
   readonly helloCalls: Limiter;
   readonly background: Limiter;
+  /** A `deliver` span for each answer that carries a trace context; none without it. */
+  readonly tracing?: Tracing | undefined;
 }
 
 /**
@@ -105,8 +109,20 @@ export class Delivery {
     metrics.frameOut(frame.subarray(0, ERROR_PREFIX.length).equals(ERROR_PREFIX) ? "error" : "res");
     if (reply.receivedAt !== null)
       metrics.replyLatency.observe(Math.max(0, this.#deps.now() - reply.receivedAt) / 1000);
+    const traceparent = this.#deps.tracing === undefined ? undefined : readTraceParent(message.headers);
+    const span =
+      traceparent === undefined
+        ? undefined
+        : this.#deps.tracing?.span("tether.deliver", SpanKind.CONSUMER, traceparent, {
+            "tether.device_id": reply.deviceId,
+            "tether.request_id": reply.requestId ?? "",
+          });
     const durable = new Promise<void>((resolve, reject) => {
       session.writeAnswer(frame, reply.requestId, (delivered) => {
+        if (span !== undefined) {
+          span.setAttribute("tether.delivered", delivered);
+          span.end();
+        }
         if (delivered) {
           metrics.reply("delivered");
           resolve();

@@ -7,6 +7,7 @@ import { Shutdown } from "../../shared/lifecycle/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import { ByeReason, encodeBye } from "../../shared/protocol/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
+import type { Tracing } from "../../shared/telemetry/index.ts";
 import type { EdgeConfig } from "./config.ts";
 import { acquireSlot, countSlots, HeldLease } from "./lease.ts";
 import { DeviceListener } from "./listener.ts";
@@ -28,6 +29,10 @@ export interface EdgeDeps {
   readonly onFatal?: (error: TetherError) => void;
   /** First slot to try; random by default. */
   readonly firstSlot?: number;
+  /** The edge's metrics, when the process made them (with its own series); new ones otherwise. */
+  readonly metrics?: EdgeMetrics;
+  /** Spans for requests and their answers; without it the edge traces nothing. */
+  readonly tracing?: Tracing;
 }
 
 export type EdgeStatus = "created" | "starting" | "running" | "draining" | "closed" | "failed";
@@ -37,7 +42,7 @@ export type EdgeStatus = "created" | "starting" | "running" | "draining" | "clos
  * docs/architecture.md). Built by {@link createEdge}; nothing happens until {@link Edge.start}.
  */
 export class Edge {
-  readonly metrics = new EdgeMetrics();
+  readonly metrics: EdgeMetrics;
   readonly #deps: EdgeDeps;
   readonly #now: () => number;
   readonly #clock: () => number;
@@ -55,6 +60,7 @@ export class Edge {
 
   constructor(deps: EdgeDeps) {
     this.#deps = deps;
+    this.metrics = deps.metrics ?? new EdgeMetrics();
     this.#now = deps.now ?? Date.now;
     this.#clock = deps.clock ?? (() => performance.now());
     this.#listener = new DeviceListener({
@@ -138,6 +144,7 @@ export class Edge {
           ...{ leases, edgeId: config.edgeId, leaseMs: config.leaseMs, logger: log, clock },
           connections: () => this.#rooms?.ownership.size ?? 0,
           onTaken: (error) => this.#fail(error),
+          metrics: this.metrics.lease,
         },
         row,
         sentAt,
@@ -147,6 +154,7 @@ export class Edge {
         ...{ config, registry, log, producer, lease, fence, auth: this.#deps.authenticator, metrics: this.metrics },
         ...{ now: this.#now, listener: this.#listener, helloCalls: this.#helloCalls, background: this.#background },
         running: () => this.#status === "running",
+        tracing: this.#deps.tracing,
       });
       this.#rooms = rooms;
       this.#delivering = true;

@@ -2,6 +2,7 @@ import type { Producer } from "../../shared/broker/types.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import { encodeAck, type RequestFrame } from "../../shared/protocol/index.ts";
 import { requestRecord } from "../../shared/records/index.ts";
+import { endFailed, SpanKind, type Tracing, traceparentOf } from "../../shared/telemetry/index.ts";
 import type { EdgeConfig } from "./config.ts";
 import type { EdgeMetrics } from "./metrics.ts";
 import { Paused, type Session } from "./session.ts";
@@ -18,6 +19,8 @@ export interface IngressDeps {
   readonly slot: number;
   /** False while this edge cannot prove its slot lease: no ack nor `unavailable` is written then. */
   readonly fence: () => boolean;
+  /** Spans `receive` (frame read to ack) and `produce` (send to delivery report); none without it. */
+  readonly tracing?: Tracing | undefined;
 }
 
 function awaitKey(connId: string, requestId: string): string {
@@ -66,6 +69,11 @@ export class Ingress {
     this.#awaiting.set(key, now);
     session.requestOpened();
     metrics.requests.inc();
+    const tracing = this.#deps.tracing;
+    if (tracing !== undefined) {
+      this.#traced(tracing, session, deviceId, frame, key, now);
+      return;
+    }
     const record = requestRecord(
       config.common.names.requestsTopic,
       { slot: this.#deps.slot, edgeId: config.edgeId, connId: session.connId },
@@ -76,6 +84,43 @@ export class Ingress {
       () => this.#acked(session, id, now),
       (error: unknown) => this.#failed(session, key, id, error),
     );
+    this.#backpressure(session);
+  }
+
+  /** {@link request} with spans: the record carries the `produce` span's trace context. */
+  #traced(tracing: Tracing, session: Session, deviceId: string, frame: RequestFrame, key: string, now: number): void {
+    const { config, producer } = this.#deps;
+    const id = frame.id;
+    const attributes = { "tether.device_id": deviceId, "tether.request_id": id, "tether.request_type": frame.type };
+    const receive = tracing.span("tether.receive", SpanKind.SERVER, undefined, attributes);
+    const produce = tracing.span("tether.produce", SpanKind.PRODUCER, receive, {
+      "messaging.system": "kafka",
+      "messaging.destination.name": config.common.names.requestsTopic,
+    });
+    const record = requestRecord(
+      config.common.names.requestsTopic,
+      { slot: this.#deps.slot, edgeId: config.edgeId, connId: session.connId },
+      { deviceId, id, type: frame.type, receivedAt: now },
+      frame.bodyJson,
+      traceparentOf(produce),
+    );
+    producer.send(record, { timeoutMs: config.produceTimeoutMs }).then(
+      () => {
+        produce.end();
+        receive.end();
+        this.#acked(session, id, now);
+      },
+      (error: unknown) => {
+        endFailed(produce, error);
+        endFailed(receive, error);
+        this.#failed(session, key, id, error);
+      },
+    );
+    this.#backpressure(session);
+  }
+
+  #backpressure(session: Session): void {
+    const { config, producer } = this.#deps;
     if (producer.queued() > config.limits.maxProducerQueue) {
       session.pause(Paused.Producer);
       this.#paused.add(session);

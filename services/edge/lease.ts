@@ -26,6 +26,8 @@ export interface HeldLeaseOptions {
   readonly connections?: () => number;
   /** Called once when another edge provably holds the slot now. */
   readonly onTaken: (error: TetherError) => void;
+  /** Told every renewal's outcome and the loss of the lease (metrics). */
+  readonly metrics?: { renewed(ok: boolean): void; lost(): void };
 }
 
 /** A margin below the lease, so the holder stops before any taker may start. */
@@ -95,10 +97,12 @@ export class HeldLease {
       () => {
         this.#renewing = false;
         this.#failuresLogged = 0;
+        this.#options.metrics?.renewed(true);
         if (this.#state === "held") this.#validUntil = sentAt + leaseMs - leaseMargin(leaseMs);
       },
       (error: unknown) => {
         this.#renewing = false;
+        this.#options.metrics?.renewed(false);
         if (this.#state !== "held") return;
         // The registry is slow or away: keep the sockets, keep trying; deliveries pause by
         // themselves once the lease can no longer be proven.
@@ -117,6 +121,7 @@ export class HeldLease {
       if (hasErrorCode(error, ErrorCode.Conflict) && this.#state === "held") {
         this.#state = "taken";
         clearInterval(this.#timer);
+        this.#options.metrics?.lost();
         this.#options.onTaken(
           new TetherError(ErrorCode.Conflict, "slot lease taken by another edge", {
             cause: error,

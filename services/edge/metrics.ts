@@ -25,6 +25,10 @@ export class EdgeMetrics {
   readonly closes: Counter<"reason">;
   readonly ackLatency: Histogram;
   readonly replyLatency: Histogram;
+  readonly leaseRenewals: Counter<"outcome">;
+  readonly leaseLosses: Counter;
+  /** What the slot lease reports: each renewal's outcome, and its loss to another edge. */
+  readonly lease: { renewed(ok: boolean): void; lost(): void };
   readonly #framesIn = new Map<string, Inc>();
   readonly #framesOut = new Map<string, Inc>();
   readonly #replies = new Map<string, Inc>();
@@ -92,6 +96,23 @@ export class EdgeMetrics {
       buckets,
       registers,
     });
+    this.leaseRenewals = new Counter({
+      name: "tether_edge_lease_renewals_total",
+      help: "Renewals of the edge's slot lease, by outcome (ok, failed: the registry did not answer or refused)",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.leaseLosses = new Counter({
+      name: "tether_edge_lease_losses_total",
+      help: "Slot leases lost because another edge provably took the slot (the edge then stops)",
+      registers,
+    });
+    const renewedOk = this.leaseRenewals.labels("ok");
+    const renewalFailed = this.leaseRenewals.labels("failed");
+    this.lease = {
+      renewed: (ok) => (ok ? renewedOk : renewalFailed).inc(),
+      lost: () => this.leaseLosses.inc(),
+    };
     for (const type of CLIENT_TYPES) this.#framesIn.set(type, this.framesIn.labels(type));
     for (const type of SERVER_TYPES) this.#framesOut.set(type, this.framesOut.labels(type));
   }

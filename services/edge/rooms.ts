@@ -4,6 +4,7 @@ import type { Broker, PartitionConsumer, Producer } from "../../shared/broker/ty
 import { slotGroup } from "../../shared/config/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
+import type { Tracing } from "../../shared/telemetry/index.ts";
 import { Beacons } from "./beacons.ts";
 import type { EdgeConfig } from "./config.ts";
 import { Delivery } from "./delivery.ts";
@@ -45,16 +46,18 @@ export interface RoomsDeps {
   readonly fence: () => boolean;
   readonly helloCalls: Limiter;
   readonly background: Limiter;
+  /** Spans for requests (ingress) and answers (delivery); none without it. */
+  readonly tracing?: Tracing | undefined;
 }
 
 /** Wires the rooms of an edge to each other (the picture is in docs/architecture.md). */
 export function buildRooms(deps: RoomsDeps): Rooms {
   const { config, registry, log, auth, metrics, now, producer, lease, listener } = deps;
-  const { running, fence, helloCalls, background } = deps;
+  const { running, fence, helloCalls, background, tracing } = deps;
   const slot = lease.slot;
   const session = (connId: string) => listener.get(connId);
   const outbound = new Outbound(config, producer, log);
-  const ingress = new Ingress({ config, log, metrics, now, producer, slot, fence });
+  const ingress = new Ingress({ config, log, metrics, now, producer, slot, fence, tracing });
   let protocol: Protocol | undefined;
   let delivery: Delivery | undefined;
   const ownership = new Ownership({
@@ -67,7 +70,7 @@ export function buildRooms(deps: RoomsDeps): Rooms {
   });
   const replies = new Delivery({
     ...{ config, log, metrics, registry, now, slot, producer, outbound, ownership, ingress, session },
-    ...{ helloCalls, background },
+    ...{ helloCalls, background, tracing },
   });
   delivery = replies;
   protocol = new Protocol({ config, metrics, now, ownership, ingress, delivery: replies });

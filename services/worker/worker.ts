@@ -13,8 +13,15 @@ import { ErrorCode, TetherError } from "../../shared/errors/index.ts";
 import { Shutdown } from "../../shared/lifecycle/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import { TYPE_PATTERN, WireErrorCode } from "../../shared/protocol/frames.ts";
-import { answerRecord, deadLetterRecord, decodeRequest, type RequestRecord } from "../../shared/records/index.ts";
+import {
+  answerRecord,
+  deadLetterRecord,
+  decodeRequest,
+  type RequestRecord,
+  readTraceParent,
+} from "../../shared/records/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
+import { endFailed, SpanKind, type Tracing, traceIdOf, traceparentOf } from "../../shared/telemetry/index.ts";
 import type { WorkerRuntimeConfig, WorkerSettings } from "./config.ts";
 import { DedupeWindow, dedupeKey } from "./dedupe.ts";
 import { isHandlerError } from "./handler-error.ts";
@@ -65,6 +72,13 @@ export interface WorkerOptions {
   readonly now?: () => number;
   /** Also run the push router (`downlink` to edges). Default true. */
   readonly routePushes?: boolean;
+  /** The worker's metrics, when the process made them (with its own series); new ones otherwise. */
+  readonly metrics?: WorkerMetrics;
+  /**
+   * A `handle` span per request, continuing the trace its record carries, whose context the
+   * answer record carries on; none without it.
+   */
+  readonly tracing?: Tracing;
 }
 
 /** An answer made for a request, remembered in the dedupe window. */
@@ -99,7 +113,8 @@ const TIMED_OUT: Attempt = { kind: "timeout" };
  * one busy device keeps the producer's pipeline full instead of one answer per round trip.
  */
 export class Worker {
-  readonly metrics = new WorkerMetrics();
+  readonly metrics: WorkerMetrics;
+  readonly #tracing: Tracing | undefined;
   readonly #settings: WorkerSettings;
   readonly #config: WorkerRuntimeConfig;
   readonly #log: Logger;
@@ -119,6 +134,8 @@ export class Worker {
   #replyPartitions = 0;
 
   constructor(options: WorkerOptions) {
+    this.metrics = options.metrics ?? new WorkerMetrics();
+    this.#tracing = options.tracing;
     this.#config = options.config;
     this.#settings = options.config.worker;
     this.#log = options.logger;
@@ -272,13 +289,21 @@ export class Worker {
       return undefined;
     }
     const { request, route } = parsed.value;
+    const span = this.#tracing?.span("tether.handle", SpanKind.CONSUMER, readTraceParent(message.headers), {
+      "tether.device_id": request.deviceId,
+      "tether.request_id": request.id,
+      "tether.request_type": request.type,
+      "messaging.system": "kafka",
+      "messaging.destination.name": message.topic,
+    });
     // Same id, type and body: a repeat. A reused id with another type or body misses and runs.
     const key = dedupeKey(request);
     let answer = this.#dedupe.get(key);
     if (answer !== undefined && (answer.final || answer.source === source)) {
       if (answer.source !== source) this.metrics.deduplicated.inc();
+      span?.setAttribute("tether.deduplicated", true);
     } else {
-      answer = await this.#run(request, key, source, message);
+      answer = await this.#run(request, key, source, message, span === undefined ? undefined : traceIdOf(span));
       this.#dedupe.set(key, answer);
     }
     if (answer.deadLetter !== undefined) {
@@ -286,7 +311,15 @@ export class Worker {
       answer.deadLetter = undefined;
     }
     // Queued now (answers of one device keep their order in the partition); durable later.
-    const delivered = this.#producer.send(answerRecord(this.#config.names.repliesTopic, route, request, answer.frame));
+    const traceparent = span === undefined ? undefined : traceparentOf(span);
+    const record = answerRecord(this.#config.names.repliesTopic, route, request, answer.frame, traceparent);
+    const delivered = this.#producer.send(record);
+    if (span !== undefined) {
+      void delivered.then(
+        () => span.end(),
+        (error: unknown) => endFailed(span, error),
+      );
+    }
     return { durable: delivered.then(() => undefined) };
   }
 
@@ -318,7 +351,13 @@ export class Worker {
    * Runs the handler (with retries) and turns its outcome into the answer. `key` is the
    * request's dedupe window key, where a late outcome past the deadline is remembered.
    */
-  async #run(request: RequestRecord, key: string, source: string, message: IncomingMessage): Promise<Answer> {
+  async #run(
+    request: RequestRecord,
+    key: string,
+    source: string,
+    message: IncomingMessage,
+    traceId: string | undefined,
+  ): Promise<Answer> {
     const handler = this.#handlers.get(request.type);
     if (handler === undefined) {
       this.metrics.failed.inc({ type: UNKNOWN_TYPE_LABEL, code: WireErrorCode.UnknownType });
@@ -333,9 +372,14 @@ export class Worker {
     // Made on first use: most requests never log, and a child logger per request costs.
     let child: Logger | undefined;
     const log = (): Logger => {
-      child ??= this.#log.child({ deviceId: request.deviceId, requestId: request.id, type });
+      child ??= this.#log.child(
+        traceId === undefined
+          ? { deviceId: request.deviceId, requestId: request.id, type }
+          : { deviceId: request.deviceId, requestId: request.id, type, traceId },
+      );
       return child;
     };
+
     const startedAt = performance.now();
     const seconds = (): number => (performance.now() - startedAt) / 1000;
     for (let attempt = 1; ; attempt += 1) {
@@ -344,10 +388,12 @@ export class Worker {
         case "ok":
           this.metrics.handled.inc({ type });
           this.metrics.handlerDuration.observe({ type, outcome: "res" }, seconds());
+          this.#handled(log, "res", seconds);
           return { frame: result.frame, final: true, source, deadLetter: undefined };
         case "handler_error":
           this.metrics.failed.inc({ type, code: result.code });
           this.metrics.handlerDuration.observe({ type, outcome: "error" }, seconds());
+          this.#handled(log, result.code, seconds);
           return { frame: result.frame, final: true, source, deadLetter: undefined };
         case "timeout": {
           this.metrics.failed.inc({ type, code: WireErrorCode.Timeout });
@@ -405,6 +451,11 @@ export class Worker {
         }),
       };
     }
+  }
+
+  /** The line of a handled request: debug level (one a request), with the trace id when traced. */
+  #handled(log: () => Logger, outcome: string, seconds: () => number): void {
+    if (this.#log.isLevelEnabled("debug")) log().debug({ outcome, durationMs: seconds() * 1000 }, "request handled");
   }
 
   /** One handler run under its deadline. Never rejects. */

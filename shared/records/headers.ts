@@ -19,6 +19,11 @@ export const Header = {
   Hops: "tether-hops",
   /** Outbox expiry (ms since the epoch) of a push or parked reply. */
   ExpiresAt: "tether-expires-at",
+  /**
+   * W3C trace context of the span that wrote the record, when tracing is on: a request carries
+   * the edge's, its answer the worker's, so one trace spans the round trip.
+   */
+  TraceParent: "traceparent",
 } as const;
 
 export const ReplyKind = {
@@ -104,4 +109,9 @@ export function readTimeHeader(headers: Readonly<Record<string, string>>, name: 
   if (text === undefined) return null;
   const value = Number(text);
   return Number.isFinite(value) && value > 0 ? value : null;
+}
+
+/** The `traceparent` a record carries, unchecked (the tracer parses it); undefined without one. */
+export function readTraceParent(headers: Readonly<Record<string, string>>): string | undefined {
+  return headers[Header.TraceParent];
 }

@@ -39,6 +39,7 @@ export {
   ReplyKind,
   type ReplyRoute,
   readReplyRoute,
+  readTraceParent,
   replyRouteHeaders,
 } from "./headers.ts";
 export { decodePresence, type PresenceEvent, PresenceEventKind, presenceRecord } from "./presence.ts";

@@ -76,27 +76,27 @@ export interface ControlReply {
 /** A decoded `replies` record; see {@link decodeReply}. */
 export type Reply = AnswerReply | PushReply | ControlReply;
 
-/** The `replies` record carrying a request's answer frame to the edge slot of its reply route. */
+/**
+ * The `replies` record carrying a request's answer frame to the edge slot of its reply route.
+ * `traceparent`, when tracing is on, is the trace context the edge's delivery continues.
+ */
 export function answerRecord(
   repliesTopic: string,
   route: ReplyRoute,
   request: Pick<RequestRecord, "deviceId" | "id" | "receivedAt">,
   frame: string,
+  traceparent?: string,
 ): OutgoingMessage {
-  return {
-    topic: repliesTopic,
-    partition: route.slot,
-    key: request.deviceId,
-    value: frame,
-    headers: {
-      [Header.Kind]: ReplyKind.Answer,
-      [Header.Conn]: route.connId,
-      [Header.Device]: request.deviceId,
-      [Header.RequestId]: request.id,
-      // Lets the edge measure the whole round trip of the request.
-      [Header.ReceivedAt]: String(request.receivedAt),
-    },
+  const headers: Record<string, string> = {
+    [Header.Kind]: ReplyKind.Answer,
+    [Header.Conn]: route.connId,
+    [Header.Device]: request.deviceId,
+    [Header.RequestId]: request.id,
+    // Lets the edge measure the whole round trip of the request.
+    [Header.ReceivedAt]: String(request.receivedAt),
   };
+  if (traceparent !== undefined) headers[Header.TraceParent] = traceparent;
+  return { topic: repliesTopic, partition: route.slot, key: request.deviceId, value: frame, headers };
 }
 
 /**

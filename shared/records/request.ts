@@ -38,13 +38,15 @@ export type DecodedRequest =
 /**
  * The `requests` record of a device's request. `bodyJson` is the device's body as JSON text,
  * spliced in as is: the edge never parses nor serialises a body (the worker parses the value
- * once). The caller guarantees it is valid JSON.
+ * once). The caller guarantees it is valid JSON. `traceparent`, when tracing is on, is the
+ * trace context the worker continues.
  */
 export function requestRecord(
   requestsTopic: string,
   route: ReplyRoute,
   request: Omit<RequestRecord, "body">,
   bodyJson: string,
+  traceparent?: string,
 ): OutgoingMessage {
   const { deviceId, id } = request;
   const value = `{"deviceId":${JSON.stringify(deviceId)},"id":${JSON.stringify(id)},"type":${JSON.stringify(request.type)},"receivedAt":${request.receivedAt},"body":${bodyJson}}`;
@@ -52,6 +54,7 @@ export function requestRecord(
   headers[Header.Device] = deviceId;
   headers[Header.RequestId] = id;
   headers[Header.ReceivedAt] = String(request.receivedAt);
+  if (traceparent !== undefined) headers[Header.TraceParent] = traceparent;
   return { topic: requestsTopic, key: deviceId, value, headers };
 }
 
