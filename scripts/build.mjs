@@ -9,6 +9,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFil
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+import { consoleBuildOptions } from "../services/admin/console-assets.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const outdir = join(root, "dist");
@@ -97,6 +98,26 @@ if (present.length === 0) {
     process.stdout.write(`${relative(root, join(root, file)).padEnd(24)} ${formatSize(size).padStart(10)}\n`);
   }
   copyRuntimeAssets(Object.keys(result.metafile.inputs));
+}
+
+// The operator console: one script and one style sheet for the browser, and its page, in
+// dist/console beside the admin bundles, where the admin API looks for them.
+if (existsSync(join(root, "services/admin/console/main.ts"))) {
+  const consoleDir = join(outdir, "console");
+  const consoleBuild = await build({
+    ...consoleBuildOptions(join(root, "services/admin/console/main.ts")),
+    absWorkingDir: root,
+    outdir: consoleDir,
+    metafile: true,
+  }).catch(() => {
+    process.stderr.write("console build failed\n");
+    process.exit(1);
+  });
+  cpSync(join(root, "services/admin/console/index.html"), join(consoleDir, "index.html"));
+  for (const file of Object.keys(consoleBuild.metafile.outputs)) {
+    const size = statSync(join(root, file)).size;
+    process.stdout.write(`${relative(root, join(root, file)).padEnd(24)} ${formatSize(size).padStart(10)}\n`);
+  }
 }
 
 // The runtime image installs exactly these, with their own dependencies, next to the bundles.

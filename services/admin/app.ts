@@ -7,12 +7,17 @@ import { Limiter } from "../../shared/async/index.ts";
 import { LeaseCache } from "../../shared/registry/index.ts";
 import { admissionControl, DEFAULT_MAX_CONCURRENCY } from "./admission.ts";
 import { AuthFailureLimiter, bearerAuth, DEFAULT_AUTH_FAILURE_LIMITS } from "./auth.ts";
+import { consoleSources } from "./console-sources.ts";
 import type { AdminDeps, RouteDeps } from "./deps.ts";
 import { installErrorHandlers } from "./errors.ts";
 import { installHttpMetrics } from "./metrics.ts";
 import { RequestLog } from "./request-log.ts";
+import { activityRoutes } from "./routes/activity.ts";
+import { consoleRoutes } from "./routes/console.ts";
+import { deadLetterRoutes } from "./routes/dead-letters.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { edgeRoutes } from "./routes/edges.ts";
+import { fleetStatsRoutes } from "./routes/fleet-stats.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { validatorCompiler } from "./validation.ts";
 
@@ -45,6 +50,13 @@ export async function buildApp(deps: AdminDeps): Promise<AdminApp> {
     leaseCache: new LeaseCache(deps.registry.leases, deps.leaseCacheMs ?? 1000, now),
     maxFrameBytes: deps.maxFrameBytes ?? 65536,
     dependencyTimeoutMs: deps.dependencyTimeoutMs ?? 5000,
+    console: consoleSources({
+      broker: deps.broker,
+      admin: deps.admin,
+      names: deps.names,
+      edgeMetrics: deps.edgeMetrics,
+      logger: deps.logger.child({ component: "admin-console" }),
+    }),
   };
   const logger = deps.logger.child({ component: "admin-api" }, { redact: { paths: redact, censor: "[redacted]" } });
 
@@ -82,6 +94,8 @@ export async function buildApp(deps: AdminDeps): Promise<AdminApp> {
         { name: "fleet", description: "Edges and their devices" },
         { name: "devices", description: "One device: lookup, push, kick" },
         { name: "operations", description: "Health and readiness" },
+        { name: "dead-letters", description: "Requests the workers gave up on: list and replay" },
+        { name: "console", description: "The operator console's page and files" },
       ],
       components: {
         securitySchemes: { bearerAuth: { type: "http", scheme: "bearer", description: "TETHER_ADMIN_TOKEN" } },
@@ -91,13 +105,19 @@ export async function buildApp(deps: AdminDeps): Promise<AdminApp> {
   await app.register(swaggerUi, { routePrefix: "/docs" });
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
+  // The console's tails stop with the API; the caller owns the broker they read from.
+  app.addHook("onClose", () => routeDeps.console.close());
   await app.register(healthRoutes, { deps: routeDeps, metrics: metrics.registry });
+  await app.register(consoleRoutes, deps.consoleAssetsDir === undefined ? {} : { assetsDir: deps.consoleAssetsDir });
   await app.register(
     async (v1) => {
       const failures = new AuthFailureLimiter(deps.authFailureLimits ?? DEFAULT_AUTH_FAILURE_LIMITS);
       v1.addHook("onRequest", bearerAuth(deps.adminToken, { failures, now }));
       await v1.register(edgeRoutes, { deps: routeDeps });
       await v1.register(deviceRoutes, { deps: routeDeps });
+      await v1.register(fleetStatsRoutes, { deps: routeDeps });
+      await v1.register(activityRoutes, { deps: routeDeps });
+      await v1.register(deadLetterRoutes, { deps: routeDeps });
     },
     { prefix: "/v1" },
   );

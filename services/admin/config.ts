@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { type CommonConfig, ConfigReader, type Env, readCommonConfig } from "../../shared/config/index.ts";
+import { readTelemetryConfig, type TelemetryConfig } from "../../shared/telemetry/index.ts";
 
 export interface AdminConfig {
   readonly common: CommonConfig;
@@ -13,6 +14,10 @@ export interface AdminConfig {
   readonly maxConcurrency: number;
   /** Proxies in front of the API whose `X-Forwarded-For` entries are believed. */
   readonly trustedProxyHops: number;
+  /** The edges' ops port, where the console's fleet page reads each edge's `/metrics`. */
+  readonly edgeMetricsPort: number;
+  /** Tracing (OTEL_* variables) and the build's commit. */
+  readonly telemetry?: TelemetryConfig;
 }
 
 /** Reads the admin API's configuration; throws one `invalid_config` error naming every problem. */
@@ -38,5 +43,17 @@ export function readAdminConfig(env: Env): Readonly<AdminConfig> {
   }
   const maxConcurrency = reader.integer("TETHER_ADMIN_MAX_CONCURRENCY", 256, { min: 1, max: 100_000 });
   const trustedProxyHops = reader.integer("TETHER_ADMIN_TRUSTED_PROXY_HOPS", 0, { min: 0, max: 10 });
-  return reader.finish({ common, port, host, adminToken, adminTokenGenerated, maxConcurrency, trustedProxyHops });
+  const edgeMetricsPort = reader.port("TETHER_EDGE_HTTP_PORT", 9090);
+  const telemetry = readTelemetryConfig(reader, "tether-admin");
+  return reader.finish({
+    common,
+    port,
+    host,
+    adminToken,
+    adminTokenGenerated,
+    maxConcurrency,
+    trustedProxyHops,
+    edgeMetricsPort,
+    telemetry,
+  });
 }

@@ -1,9 +1,11 @@
-import type { BrokerAdmin, Producer } from "../../shared/broker/types.ts";
+import type { Broker, BrokerAdmin, Producer } from "../../shared/broker/types.ts";
 import type { ResourceNames } from "../../shared/config/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import type { LeaseCache } from "../../shared/registry/index.ts";
 import type { Registry } from "../../shared/registry/types.ts";
 import type { AuthFailureLimits } from "./auth.ts";
+import type { ConsoleSources } from "./console-sources.ts";
+import type { EdgeMetricsReader } from "./edge-metrics.ts";
 
 /** What the admin API needs from the outside. `buildApp` owns none of it: the caller closes it. */
 export interface AdminDeps {
@@ -44,6 +46,15 @@ export interface AdminDeps {
    * load balancer). 0, the default, takes the address of the TCP peer.
    */
   readonly trustedProxyHops?: number;
+  /**
+   * For the console: tails of `events` (the live event tail, a device's recent presence) and
+   * `requests.dlq` (dead letters). Without it those routes answer 503 `unavailable`.
+   */
+  readonly broker?: Broker;
+  /** How the console's fleet page reads each edge's metrics; without it an edge's metrics are null. */
+  readonly edgeMetrics?: EdgeMetricsReader;
+  /** Where the console's files are; `console/` next to the admin API's module when omitted. */
+  readonly consoleAssetsDir?: string;
 }
 
 /** Dependencies as the route plugins see them, with defaults filled in. */
@@ -57,4 +68,5 @@ export interface RouteDeps {
   readonly leaseCache: LeaseCache;
   readonly maxFrameBytes: number;
   readonly dependencyTimeoutMs: number;
+  readonly console: ConsoleSources;
 }

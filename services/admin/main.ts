@@ -5,6 +5,7 @@ import { EXIT_FAILURE, ServiceProcess, Shutdown } from "../../shared/lifecycle/i
 import { createLogger } from "../../shared/log/index.ts";
 import { buildApp } from "./app.ts";
 import { readAdminConfig } from "./config.ts";
+import { httpEdgeMetrics } from "./edge-metrics.ts";
 
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
@@ -69,11 +70,13 @@ async function main(): Promise<void> {
       logger,
       maxConcurrency: config.maxConcurrency,
       trustedProxyHops: config.trustedProxyHops,
+      broker,
+      edgeMetrics: httpEdgeMetrics(config.edgeMetricsPort),
     });
     shutdown.addFirst("http", () => app.close());
     await app.listen({ port: config.port, host: config.host });
     logger.info(
-      { port: config.port, host: config.host, broker: common.broker, registry: common.registry },
+      { port: config.port, host: config.host, broker: common.broker, registry: common.registry, console: "/console" },
       "admin API listening",
     );
   } catch (error) {

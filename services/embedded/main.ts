@@ -88,6 +88,9 @@ async function main(): Promise<void> {
     maxEdges: adminConfig.common.maxEdges,
     adminToken: adminConfig.adminToken,
     logger: logger.child({ component: "admin" }),
+    broker,
+    // The edge is in this process: its metrics are read without a round trip.
+    edgeMetrics: { read: () => edge.metrics.registry.metrics() },
   });
 
   life.onStop(async (reason) => {
@@ -127,6 +130,7 @@ async function main(): Promise<void> {
     "",
     `  devices    tcp://127.0.0.1:${devicePort}   auth: ${auth}`,
     `  admin API  http://${adminConfig.host}:${adminConfig.port}/v1   docs: http://${adminConfig.host}:${adminConfig.port}/docs`,
+    `  console    http://${adminConfig.host}:${adminConfig.port}/console   (sign in with the admin token)`,
     `  admin token  ${adminConfig.adminToken}`,
     `  edge ops   http://127.0.0.1:${opsAddress.port}/metrics`,
     "",
