@@ -78,7 +78,7 @@ export async function buildApp(deps: AdminDeps): Promise<AdminApp> {
   app.addHook("onRequest", admissionControl(inFlight, UNBOUNDED_ROUTES));
   // JSON only: anything else is 415 rather than a string that fails the schema.
   app.removeContentTypeParser("text/plain");
-  const metrics = installHttpMetrics(app, { defaultMetrics: deps.defaultMetrics ?? true });
+  const metrics = installHttpMetrics(app, { defaultMetrics: deps.defaultMetrics ?? true, registry: deps.metrics });
 
   await app.register(swagger, {
     openapi: {

@@ -1,3 +1,4 @@
+import type { Registry as PromRegistry } from "prom-client";
 import type { Broker, BrokerAdmin, Producer } from "../../shared/broker/types.ts";
 import type { ResourceNames } from "../../shared/config/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
@@ -34,6 +35,11 @@ export interface AdminDeps {
   readonly leaseCacheMs?: number;
   /** Process metrics (`process_*`, `nodejs_*`) on `/metrics`; default true. */
   readonly defaultMetrics?: boolean;
+  /**
+   * The process's metrics registry (process, build, DynamoDB and Kafka metrics): the API adds
+   * its own to it and serves it on `/metrics`. Without it the app has a registry of its own.
+   */
+  readonly metrics?: PromRegistry;
   /**
    * Most requests in flight; one more is 429 `overloaded`. Health, readiness and metrics are not
    * counted. Default 256.

@@ -1,8 +1,15 @@
 /**
  * The admin API as its own process: config, logger, adapters, app, signals.
  */
+import { Registry as PromRegistry } from "prom-client";
 import { EXIT_FAILURE, ServiceProcess, Shutdown } from "../../shared/lifecycle/index.ts";
 import { createLogger } from "../../shared/log/index.ts";
+import {
+  buildInfo,
+  DynamoCallMetrics,
+  installProcessMetrics,
+  kafkaClientMetrics,
+} from "../../shared/telemetry/index.ts";
 import { buildApp } from "./app.ts";
 import { readAdminConfig } from "./config.ts";
 import { httpEdgeMetrics } from "./edge-metrics.ts";
@@ -38,9 +45,13 @@ async function main(): Promise<void> {
       const { ensureTables } = await import("../../shared/registry/dynamodb/index.ts");
       await ensureTables({ settings: common.dynamodb, names: common.names, logger });
     }
-    const registry = await createRegistry(common, logger);
+    // One registry for everything the process reports, served on /metrics with the API's own.
+    const metrics = new PromRegistry();
+    installProcessMetrics(metrics, { service: "admin", build: buildInfo(config.telemetry?.commit) });
+    const registry = await createRegistry(common, logger, { calls: new DynamoCallMetrics(metrics) });
     shutdown.addFirst("registry", () => registry.close());
-    const broker = await createBroker(common, logger);
+    const statistics = kafkaClientMetrics(metrics, common.kafka.statisticsIntervalMs);
+    const broker = await createBroker(common, logger, { statistics });
     const admin = broker.admin();
     shutdown.addFirst("broker-admin", () => admin.close());
     // Pushes and kicks need `downlink` and `replies`. In development (and on the in-process
@@ -70,6 +81,7 @@ async function main(): Promise<void> {
       logger,
       maxConcurrency: config.maxConcurrency,
       trustedProxyHops: config.trustedProxyHops,
+      metrics,
       broker,
       edgeMetrics: httpEdgeMetrics(config.edgeMetricsPort),
     });

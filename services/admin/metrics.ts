@@ -1,21 +1,27 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { FastifyBaseLogger, FastifyInstance, FastifyTypeProvider, RawServerDefault } from "fastify";
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, Histogram, Registry } from "prom-client";
+import { buildInfo, installProcessMetrics } from "../../shared/telemetry/index.ts";
 
 export interface HttpMetrics {
   readonly registry: Registry;
 }
 
 /**
- * Request counts and latency by route and status code, plus the process metrics, in a registry
- * of this app's own so that two apps in one process (tests, embedded mode) never share counters.
+ * Request counts and latency by route and status code. They go to `options.registry` when given
+ * (the process's, which has the process, DynamoDB and Kafka metrics already); otherwise to a
+ * registry of this app's own, with the `service="admin"` label, `tether_build_info` and, with
+ * `defaultMetrics`, the process metrics, so that two apps in one process (tests, embedded mode)
+ * never share counters.
  */
 export function installHttpMetrics<P extends FastifyTypeProvider>(
   app: FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, P>,
-  options: { defaultMetrics: boolean },
+  options: { defaultMetrics: boolean; registry?: Registry | undefined },
 ): HttpMetrics {
-  const registry = new Registry();
-  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: "tether_admin_" });
+  const owned = options.registry === undefined;
+  const registry = options.registry ?? new Registry();
+  if (owned)
+    installProcessMetrics(registry, { service: "admin", build: buildInfo(), defaults: options.defaultMetrics });
   const labelNames = ["method", "route", "status_code"] as const;
   const requests = new Counter({
     name: "tether_admin_http_requests_total",
@@ -42,7 +48,7 @@ export function installHttpMetrics<P extends FastifyTypeProvider>(
     done();
   });
   app.addHook("onClose", (_instance, done) => {
-    registry.clear();
+    if (owned) registry.clear();
     done();
   });
   return { registry };

@@ -7,6 +7,7 @@ import {
   DEFAULT_HELLO_TIMEOUT_MS,
   DEFAULT_MAX_FRAME_BYTES,
 } from "../../shared/protocol/frames.ts";
+import { readTelemetryConfig, type TelemetryConfig } from "../../shared/telemetry/index.ts";
 
 /** Per-edge limits; each one is configurable because fleets differ in what devices need. */
 export interface EdgeLimits {
@@ -65,6 +66,8 @@ export interface EdgeConfig {
   /** Replies forwarded more often than this are parked instead (bounds forwarding loops). */
   readonly maxHops: number;
   readonly limits: EdgeLimits;
+  /** Tracing (OTEL_* variables) and the build's commit; absent in tests. */
+  readonly telemetry?: TelemetryConfig;
 }
 
 /** A fresh edge id: short, unique enough for a fleet, safe in Kafka headers and DynamoDB keys. */
@@ -111,6 +114,7 @@ export function readEdgeConfig(env: Env, memoryBytes: number = availableMemory()
   const leaseMs = reader.integer("TETHER_EDGE_LEASE_MS", 10_000, { min: 300, max: 600_000 });
   const config: EdgeConfig = {
     common,
+    telemetry: readTelemetryConfig(reader, "tether-edge"),
     edgeId,
     host: reader.string("TETHER_EDGE_HOST", hostname()),
     devicePort: reader.port("TETHER_DEVICE_PORT", 3000),

@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from "node:net";
+import type { Registry } from "prom-client";
 import type { Logger } from "../../shared/log/index.ts";
 import type { Edge } from "./edge.ts";
 import { takeProxyHeader } from "./proxy-protocol.ts";
@@ -14,6 +15,8 @@ export interface EdgeHttpOptions {
    * too; the header is then taken off when present (a local probe sends none).
    */
   readonly proxyProtocol?: boolean;
+  /** What `/metrics` serves; the edge's own registry by default (the embedded mode's holds more). */
+  readonly metrics?: Registry;
 }
 
 /**
@@ -49,9 +52,10 @@ export class EdgeHttp {
         return;
       }
       if (path === "/metrics") {
-        edge.metrics.registry.metrics().then(
+        const metrics = options.metrics ?? edge.metrics.registry;
+        metrics.metrics().then(
           (text) => {
-            res.writeHead(200, { "content-type": edge.metrics.registry.contentType });
+            res.writeHead(200, { "content-type": metrics.contentType });
             res.end(text);
           },
           (error: unknown) => {

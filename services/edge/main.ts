@@ -7,9 +7,17 @@ import { backoff, sleep } from "../../shared/async/index.ts";
 import { createAuthenticator } from "../../shared/auth/index.ts";
 import { ServiceProcess, Shutdown } from "../../shared/lifecycle/index.ts";
 import { createLogger, type Logger } from "../../shared/log/index.ts";
+import {
+  buildInfo,
+  DynamoCallMetrics,
+  installProcessMetrics,
+  kafkaClientMetrics,
+  startTracing,
+} from "../../shared/telemetry/index.ts";
 import { readEdgeConfig } from "./config.ts";
 import { createEdge } from "./edge.ts";
 import { EdgeHttp } from "./http.ts";
+import { EdgeMetrics } from "./metrics.ts";
 
 const life = new ServiceProcess({ name: "tether edge", crashMessage: "edge crashed" });
 
@@ -33,7 +41,12 @@ async function main(): Promise<void> {
   life.useLogger(logger);
   const { createBroker, tetherTopics } = await import("../../shared/broker/index.ts");
   const { createRegistry } = await import("../../shared/registry/index.ts");
-  const broker = await createBroker(config.common, logger);
+  // One registry for everything the process reports, served on the ops port's /metrics.
+  const build = buildInfo(config.telemetry?.commit);
+  const metrics = new EdgeMetrics();
+  installProcessMetrics(metrics.registry, { service: "edge", build });
+  const statistics = kafkaClientMetrics(metrics.registry, config.common.kafka.statisticsIntervalMs);
+  const broker = await createBroker(config.common, logger, { statistics });
   if (config.common.registry === "dynamodb" && config.common.dynamodb.endpoint !== undefined) {
     // DynamoDB Local (the local cluster) starts empty; in AWS the stack owns the tables.
     const { ensureTables } = await import("../../shared/registry/dynamodb/index.ts");
@@ -43,7 +56,9 @@ async function main(): Promise<void> {
       logger,
     );
   }
-  const registry = await createRegistry(config.common, logger);
+  const registry = await createRegistry(config.common, logger, { calls: new DynamoCallMetrics(metrics.registry) });
+  const tracing = startTracing(config.telemetry?.tracing, build);
+  if (tracing !== undefined) logger.info({ endpoint: config.telemetry?.tracing?.endpoint }, "tracing on (OTLP)");
 
   // Topics are created here, not only by a deploy step: the reply slot consumer needs `replies`
   // with one partition per possible edge before it can start, and in the local cluster and in
@@ -65,7 +80,7 @@ async function main(): Promise<void> {
   }
 
   const authenticator = createAuthenticator(config.auth);
-  const edge = createEdge({ config, logger, broker, registry, authenticator });
+  const edge = createEdge({ config, logger, broker, registry, authenticator, metrics, tracing });
   const http = new EdgeHttp({ edge, port: config.httpPort, logger, proxyProtocol: config.proxyProtocol === "v2" });
 
   // A signal drains; after a failure the edge closes at once. Either way a step that fails
@@ -75,6 +90,7 @@ async function main(): Promise<void> {
       .add("edge", () => (reason.kind === "signal" ? edge.drain() : edge.close()), "drain failed")
       .add("ops http", () => http.close().catch(() => {}))
       .add("registry", () => registry.close(), "registry close failed")
+      .add("tracing", () => tracing?.close(), "trace export failed")
       .run(),
   );
   edge.failed().then(

@@ -4,20 +4,24 @@
  * nothing to install or start first. For trying Tether out and for development.
  */
 
+import { Registry } from "prom-client";
 import { createAuthenticator } from "../../shared/auth/index.ts";
 import { MemoryBroker, tetherTopics } from "../../shared/broker/index.ts";
 import type { Env } from "../../shared/config/index.ts";
 import { ServiceProcess, Shutdown } from "../../shared/lifecycle/index.ts";
 import { createLogger } from "../../shared/log/index.ts";
 import { MemoryRegistry } from "../../shared/registry/index.ts";
+import { buildInfo, installProcessMetrics } from "../../shared/telemetry/index.ts";
 import { buildApp } from "../admin/app.ts";
 import { readAdminConfig } from "../admin/config.ts";
 import { readEdgeConfig } from "../edge/config.ts";
 import { createEdge } from "../edge/edge.ts";
 import { EdgeHttp } from "../edge/http.ts";
+import { EdgeMetrics } from "../edge/metrics.ts";
 import { readWorkerConfig } from "../worker/config.ts";
 import { registerEcho } from "../worker/examples/echo.ts";
 import { MemoryKvStore, registerKv } from "../worker/examples/kv.ts";
+import { WorkerMetrics } from "../worker/metrics.ts";
 import { createWorker } from "../worker/worker.ts";
 
 /**
@@ -60,11 +64,17 @@ async function main(): Promise<void> {
     }),
   );
 
+  // One registry for the whole process, served on the edge's ops port and the admin API alike.
+  const edgeMetrics = new EdgeMetrics();
+  const workerMetrics = new WorkerMetrics();
+  const metrics = Registry.merge([edgeMetrics.registry, workerMetrics.registry]);
+  installProcessMetrics(metrics, { service: "embedded", build: buildInfo(edgeConfig.telemetry?.commit) });
   const worker = createWorker({
     config: workerConfig,
     logger: logger.child({ component: "worker" }),
     broker,
     registry,
+    metrics: workerMetrics,
   });
   registerKv(registerEcho(worker), new MemoryKvStore());
   await worker.start();
@@ -75,8 +85,9 @@ async function main(): Promise<void> {
     broker,
     registry,
     authenticator: createAuthenticator(edgeConfig.auth),
+    metrics: edgeMetrics,
   });
-  const edgeHttp = new EdgeHttp({ edge, port: edgeConfig.httpPort, logger });
+  const edgeHttp = new EdgeHttp({ edge, port: edgeConfig.httpPort, logger, metrics });
 
   const producer = broker.producer();
   await producer.connect();
@@ -88,6 +99,7 @@ async function main(): Promise<void> {
     maxEdges: adminConfig.common.maxEdges,
     adminToken: adminConfig.adminToken,
     logger: logger.child({ component: "admin" }),
+    metrics,
     broker,
     // The edge is in this process: its metrics are read without a round trip.
     edgeMetrics: { read: () => edge.metrics.registry.metrics() },

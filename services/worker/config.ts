@@ -5,6 +5,7 @@ import {
   type ResourceNames,
   readCommonConfig,
 } from "../../shared/config/index.ts";
+import { readTelemetryConfig, type TelemetryConfig } from "../../shared/telemetry/index.ts";
 
 /** What the worker runtime itself needs; part of {@link WorkerConfig}. */
 export interface WorkerSettings {
@@ -38,6 +39,8 @@ export interface WorkerSettings {
 
 export interface WorkerConfig extends CommonConfig {
   readonly worker: WorkerSettings;
+  /** Tracing (OTEL_* variables) and the build's commit. */
+  readonly telemetry?: TelemetryConfig;
 }
 
 /** The part of the configuration `createWorker` reads. */
@@ -78,5 +81,6 @@ export function readWorkerConfig(env: Env): WorkerConfig {
     lagSampleMs: reader.integer("TETHER_LAG_SAMPLE_MS", 5000, { min: 100, max: 600_000 }),
     kvTable: reader.optionalString("TETHER_KV_TABLE"),
   };
-  return reader.finish({ ...common, worker });
+  const telemetry = readTelemetryConfig(reader, "tether-worker");
+  return reader.finish({ ...common, worker, telemetry });
 }

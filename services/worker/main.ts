@@ -6,11 +6,19 @@ import { createBroker, tetherTopics } from "../../shared/broker/index.ts";
 import { ServiceProcess, Shutdown } from "../../shared/lifecycle/index.ts";
 import { createLogger, type Logger } from "../../shared/log/index.ts";
 import { createRegistry } from "../../shared/registry/index.ts";
+import {
+  buildInfo,
+  DynamoCallMetrics,
+  installProcessMetrics,
+  kafkaClientMetrics,
+  startTracing,
+} from "../../shared/telemetry/index.ts";
 import { readWorkerConfig, type WorkerConfig } from "./config.ts";
 import { registerEcho } from "./examples/echo.ts";
 import { type KvStore, MemoryKvStore, registerKv } from "./examples/kv.ts";
 import { registerSleep } from "./examples/sleep.ts";
 import { startHealthServer } from "./http.ts";
+import { WorkerMetrics } from "./metrics.ts";
 import { createWorker } from "./worker.ts";
 
 async function openKvStore(config: WorkerConfig, logger: Logger): Promise<KvStore> {
@@ -43,7 +51,12 @@ async function main(): Promise<void> {
   const logger = createLogger({ name: "tether-worker", level: config.logLevel });
   life.useLogger(logger);
 
-  const broker = await createBroker(config, logger);
+  // One registry for everything the process reports, served on the health port's /metrics.
+  const build = buildInfo(config.telemetry?.commit);
+  const metrics = new WorkerMetrics();
+  installProcessMetrics(metrics.registry, { service: "worker", build });
+  const statistics = kafkaClientMetrics(metrics.registry, config.kafka.statisticsIntervalMs);
+  const broker = await createBroker(config, logger, { statistics });
   const admin = broker.admin();
   try {
     await admin.ensureTopics(
@@ -62,9 +75,11 @@ async function main(): Promise<void> {
     const { ensureTables } = await import("../../shared/registry/dynamodb/index.ts");
     await ensureTables({ settings: config.dynamodb, names: config.names, logger });
   }
-  const registry = await createRegistry(config, logger);
+  const registry = await createRegistry(config, logger, { calls: new DynamoCallMetrics(metrics.registry) });
   const kv = await openKvStore(config, logger);
-  const worker = createWorker({ config, logger, broker, registry });
+  const tracing = startTracing(config.telemetry?.tracing, build);
+  if (tracing !== undefined) logger.info({ endpoint: config.telemetry?.tracing?.endpoint }, "tracing on (OTLP)");
+  const worker = createWorker({ config, logger, broker, registry, metrics, tracing });
   registerSleep(registerKv(registerEcho(worker), kv));
   const health = await startHealthServer({ worker, port: config.worker.httpPort, logger });
   await worker.start();
@@ -77,7 +92,8 @@ async function main(): Promise<void> {
       .add("worker", () => worker.close(config.worker.shutdownMs))
       .add("kv store", () => kv.close())
       .add("registry", () => registry.close())
-      .add("health server", () => health.close());
+      .add("health server", () => health.close())
+      .add("tracing", () => tracing?.close());
     try {
       await shutdown.run();
     } finally {

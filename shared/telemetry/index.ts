@@ -10,6 +10,7 @@ export {
   DynamoCallMetrics,
   installProcessMetrics,
   KafkaClientMetrics,
+  kafkaClientMetrics,
   type ProcessMetricsOptions,
   type ServiceName,
 } from "./metrics.ts";

@@ -156,3 +156,9 @@ export class KafkaClientMetrics implements StatisticsListener {
     }
   }
 }
+
+/** The Kafka client metrics on `registry`, or undefined when statistics are off (interval 0). */
+export function kafkaClientMetrics(registry: Registry, intervalMs: number | undefined): KafkaClientMetrics | undefined {
+  const interval = intervalMs ?? 15_000;
+  return interval > 0 ? new KafkaClientMetrics(registry, interval) : undefined;
+}
