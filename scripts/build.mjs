@@ -5,6 +5,7 @@
 // The Kafka client is a native addon (librdkafka), so it stays external: the image installs
 // it from dist/package.json, which this script writes with the exact versions in use here.
 // Everything else, the AWS MSK IAM signer included (about 1 MB bundled), goes into the bundle.
+import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,6 +55,17 @@ function copyRuntimeAssets(inputs) {
   }
 }
 
+/** The commit being built: TETHER_GIT_COMMIT when the build is given one, else git's HEAD. */
+function gitCommit() {
+  const given = process.env.TETHER_GIT_COMMIT?.trim();
+  if (given) return given;
+  try {
+    return execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: root, encoding: "utf8" }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
 function installedVersion(name) {
   const manifest = join(root, "node_modules", name, "package.json");
   return JSON.parse(readFileSync(manifest, "utf8")).version;
@@ -84,7 +96,12 @@ if (present.length === 0) {
     sourcemap: true,
     external,
     banner: { js: banner },
-    define: { __filename: "__tetherFilename", __dirname: "__tetherDirname" },
+    define: {
+      __filename: "__tetherFilename",
+      __dirname: "__tetherDirname",
+      // tether_build_info's commit label; TETHER_GIT_COMMIT at run time overrides it.
+      __TETHER_GIT_COMMIT__: JSON.stringify(gitCommit()),
+    },
     metafile: true,
     logLevel: "warning",
     legalComments: "linked",
