@@ -9,7 +9,7 @@ import { Construct } from "constructs";
 import type { Kafka } from "./kafka.ts";
 import { acknowledge } from "./nag.ts";
 import { privateService, tasksSecurityGroup } from "./service-parts.ts";
-import { ServiceTask } from "./service-task.ts";
+import { ServiceTask, type TaskRuntime } from "./service-task.ts";
 import { acknowledgeConnectionsIndex, type Tables } from "./tables.ts";
 
 export const ADMIN_PORT = 8080;
@@ -20,6 +20,7 @@ export interface AdminServiceProps {
   readonly allowedCidr: string;
   readonly cluster: ecs.ICluster;
   readonly image: ecs.ContainerImage;
+  readonly runtime: TaskRuntime;
   readonly kafka: Kafka;
   readonly tables: Tables;
   readonly commonEnvironment: Record<string, string>;
@@ -54,8 +55,10 @@ export class AdminService extends Construct {
     this.task = new ServiceTask(this, "Task", {
       name: "admin",
       image: props.image,
+      runtime: props.runtime,
       cpu: 256,
-      memoryLimitMiB: 512,
+      // 512 MiB for the API and up to 256 MiB for the metrics collector beside it.
+      memoryLimitMiB: 1024,
       environment: {
         ...props.commonEnvironment,
         TETHER_ADMIN_PORT: String(ADMIN_PORT),

@@ -36,10 +36,13 @@ export function createApp(options: CreateAppOptions = {}): { app: App; stack: Te
   });
   const settings = settingsFromContext((key) => app.node.tryGetContext(key));
   const imageRef = app.node.tryGetContext("image") as string | undefined;
+  // The image is built for the tasks' architecture; a prebuilt one must have been built for it too.
+  const platform = settings.cpuArchitecture === "arm64" ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64;
   const image =
     imageRef !== undefined && imageRef !== ""
       ? ecs.ContainerImage.fromRegistry(imageRef)
-      : ecs.ContainerImage.fromAsset(REPOSITORY_ROOT, { platform: Platform.LINUX_AMD64 });
+      : ecs.ContainerImage.fromAsset(REPOSITORY_ROOT, { platform });
+  const collectorRef = app.node.tryGetContext("collectorImage") as string | undefined;
 
   // Region-bound (load balancer access logs need the region's log-delivery principal) but
   // account-agnostic: with the account unresolved, CDK reads availability zones with
@@ -50,6 +53,9 @@ export function createApp(options: CreateAppOptions = {}): { app: App; stack: Te
   const stack = new TetherStack(app, `Tether-${settings.envName}`, {
     settings,
     image,
+    ...(collectorRef !== undefined && collectorRef !== ""
+      ? { collectorImage: ecs.ContainerImage.fromRegistry(collectorRef) }
+      : {}),
     env: { region },
     description: `Tether (${settings.envName}): device edge fleet, workers and admin API on ECS, MSK and DynamoDB`,
     terminationProtection: settings.production,

@@ -10,7 +10,7 @@ import { Construct } from "constructs";
 import type { Kafka } from "./kafka.ts";
 import { acknowledge, acknowledgeWildcardResource } from "./nag.ts";
 import { metricQuery, privateService, scaleOnCpu, tasksSecurityGroup, trackExpression } from "./service-parts.ts";
-import { ServiceTask } from "./service-task.ts";
+import { ServiceTask, type TaskRuntime } from "./service-task.ts";
 import { type AuthMode, drainTimings } from "./settings.ts";
 import { acknowledgeConnectionsIndex, type Tables } from "./tables.ts";
 
@@ -22,6 +22,7 @@ export interface EdgeServiceProps {
   readonly vpc: ec2.IVpc;
   readonly cluster: ecs.ICluster;
   readonly image: ecs.ContainerImage;
+  readonly runtime: TaskRuntime;
   readonly kafka: Kafka;
   readonly tables: Tables;
   /** Environment every service shares (registry, tables, Kafka). */
@@ -111,6 +112,7 @@ export class EdgeService extends Construct {
     this.task = new ServiceTask(this, "Task", {
       name: "edge",
       image: props.image,
+      runtime: props.runtime,
       cpu: 1024,
       memoryLimitMiB: 2048,
       environment,

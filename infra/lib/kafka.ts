@@ -36,7 +36,10 @@ export interface KafkaAccess {
   readonly consume: readonly string[];
   /** Consumer group ids it commits under; a trailing `*` matches a family (`edge-slot-*`). */
   readonly groups: readonly string[];
-  /** Whether the service runs `ensureTopics` at start (edge and worker do; admin only in development). */
+  /**
+   * Whether the service runs `ensureTopics` at start, creating and growing topics (edge and
+   * worker do; admin only in development).
+   */
   readonly createTopics: boolean;
 }
 
@@ -46,8 +49,9 @@ export interface KafkaAccess {
  *
  * Topics are not created here: MSK Serverless has no CloudFormation topic resource, and the
  * edge and the worker run the idempotent `ensureTopics(tetherTopics(...))` when they start,
- * which keeps the partition counts in one place (shared/broker/topics.ts). Those two roles may
- * therefore create the six Tether topics (and no others); every role may describe them.
+ * which keeps the partition counts in one place (shared/broker/topics.ts), and grows topics
+ * when TETHER_MAX_EDGES or TETHER_WORK_PARTITIONS was raised. Those two roles may therefore
+ * create and alter the six Tether topics (and no others); every role may describe them.
  */
 export class Kafka extends Construct {
   readonly mode: KafkaMode["mode"];
@@ -176,8 +180,9 @@ export class Kafka extends Construct {
     role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: "KafkaTopics",
+        // AlterTopic: ensureTopics adds partitions when maxEdges or workPartitions grew.
         actions: access.createTopics
-          ? ["kafka-cluster:CreateTopic", "kafka-cluster:DescribeTopic"]
+          ? ["kafka-cluster:CreateTopic", "kafka-cluster:AlterTopic", "kafka-cluster:DescribeTopic"]
           : ["kafka-cluster:DescribeTopic"],
         resources: all.map((topic) => this.topicArn(topic)),
       }),

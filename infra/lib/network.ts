@@ -5,10 +5,12 @@ import { Construct } from "constructs";
 import type { ExistingVpc } from "./settings.ts";
 
 export interface NetworkProps {
-  /** Undefined: create a VPC with public and private subnets in two zones. */
+  /** Undefined: create a VPC with public and private subnets in `zones` zones. */
   readonly existing: ExistingVpc | undefined;
   /** Address range of a VPC this construct creates. */
   readonly cidr: string;
+  /** Availability zones of a VPC this construct creates (the stack must offer as many). */
+  readonly zones: number;
   readonly production: boolean;
   readonly logRetention: logs.RetentionDays;
 }
@@ -43,9 +45,9 @@ export class Network extends Construct {
     });
     const vpc = new ec2.Vpc(this, "Vpc", {
       ipAddresses: ec2.IpAddresses.cidr(props.cidr),
-      maxAzs: 2,
-      // One NAT gateway per zone in production, so losing a zone does not cut the other's egress.
-      natGateways: props.production ? 2 : 1,
+      maxAzs: props.zones,
+      // One NAT gateway per zone in production, so losing a zone does not cut the others' egress.
+      natGateways: props.production ? props.zones : 1,
       subnetConfiguration: [
         { name: "public", subnetType: ec2.SubnetType.PUBLIC, cidrMask: 22 },
         { name: "private", subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 20 },

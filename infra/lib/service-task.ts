@@ -2,18 +2,28 @@ import { Duration, RemovalPolicy } from "aws-cdk-lib";
 import * as ecs from "aws-cdk-lib/aws-ecs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
+import { addCollector, type CollectorOptions } from "./collector.ts";
 import { acknowledge } from "./nag.ts";
+import type { CpuArchitecture } from "./settings.ts";
+
+/** What every task of a deployment shares: the CPU architecture and the metrics collector. */
+export interface TaskRuntime {
+  /** Must match the image's platform (the stack builds the image for it). */
+  readonly cpuArchitecture: CpuArchitecture;
+  readonly collector: CollectorOptions;
+}
 
 export interface ServiceTaskProps {
   /** `edge`, `worker` or `admin`: the bundle `dist/<name>.mjs` and the container's name. */
   readonly name: string;
   readonly image: ecs.ContainerImage;
+  readonly runtime: TaskRuntime;
   readonly cpu: number;
   readonly memoryLimitMiB: number;
   readonly environment: Record<string, string>;
   readonly secrets: Record<string, ecs.Secret>;
   readonly ports: readonly number[];
-  /** Port of the service's `/healthz`, probed by the container health check. */
+  /** Port of the service's `/healthz` (probed by the container health check) and `/metrics` (scraped by the collector). */
   readonly healthPort: number;
   readonly stopTimeout: Duration;
   readonly logRetention: logs.RetentionDays;
@@ -24,11 +34,13 @@ export interface ServiceTaskProps {
 
 /**
  * A Fargate task definition with one container running one bundle of the shared image,
- * its own log group (with retention) and a liveness probe that needs nothing but node.
+ * its own log group (with retention) and a liveness probe that needs nothing but node, plus
+ * the metrics collector sidecar that turns its `/metrics` into CloudWatch metrics.
  */
 export class ServiceTask extends Construct {
   readonly taskDefinition: ecs.FargateTaskDefinition;
   readonly container: ecs.ContainerDefinition;
+  readonly collector: ecs.ContainerDefinition;
   readonly logGroup: logs.LogGroup;
 
   constructor(scope: Construct, id: string, props: ServiceTaskProps) {
@@ -41,7 +53,8 @@ export class ServiceTask extends Construct {
       cpu: props.cpu,
       memoryLimitMiB: props.memoryLimitMiB,
       runtimePlatform: {
-        cpuArchitecture: ecs.CpuArchitecture.X86_64,
+        cpuArchitecture:
+          props.runtime.cpuArchitecture === "arm64" ? ecs.CpuArchitecture.ARM64 : ecs.CpuArchitecture.X86_64,
         operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
       },
     });
@@ -80,6 +93,12 @@ export class ServiceTask extends Construct {
       "AwsSolutions-IAM5[Resource::*]",
       "ecr:GetAuthorizationToken, which ECS needs to pull the image from ECR, has no resource-level permissions; the repository actions themselves are scoped to the image's repository.",
     );
+    this.collector = addCollector(this.taskDefinition, {
+      service: props.name,
+      port: props.healthPort,
+      options: props.runtime.collector,
+      appLogGroup: this.logGroup,
+    });
     if (props.openFiles !== undefined) {
       this.container.addUlimits({
         name: ecs.UlimitName.NOFILE,

@@ -21,6 +21,9 @@ export type KafkaMode =
       readonly saslSecretArn: string;
     };
 
+/** The CPU architecture of the Fargate tasks; the image is built for the same platform. */
+export type CpuArchitecture = "x86_64" | "arm64";
+
 /** The device auth modes a deployment may use (`none` is for local development only). */
 export type AuthMode = Exclude<SharedAuthMode, "none">;
 
@@ -34,6 +37,10 @@ export interface TetherSettings {
   readonly existingVpc: ExistingVpc | undefined;
   /** Address range of the VPC the stack creates. */
   readonly vpcCidr: string;
+  /** Availability zones of the VPC the stack creates (3 by default); production runs a NAT gateway in each. */
+  readonly maxAzs: number;
+  /** `arm64` runs the tasks on Graviton; the image is built for linux/arm64 then. */
+  readonly cpuArchitecture: CpuArchitecture;
   readonly kafka: KafkaMode;
   /** Prefix of topic names (TETHER_NAME_PREFIX); empty for a cluster of one's own. */
   readonly namePrefix: string;
@@ -53,7 +60,10 @@ export interface TetherSettings {
    * default): with IP targets the edge otherwise sees the NLB's address, not the device's.
    */
   readonly proxyProtocol: boolean;
-  /** ACM certificate for HTTPS on the internal admin load balancer; none: HTTP on 80. */
+  /**
+   * ACM certificate for HTTPS on the internal admin load balancer; none: HTTP on 80, which only
+   * a non-production environment may do.
+   */
   readonly adminCertificateArn: string | undefined;
   /** Networks allowed to reach the device listeners. */
   readonly deviceCidrs: readonly string[];
@@ -112,6 +122,7 @@ const DEFAULTS = {
   envName: "dev",
   maxEdges: 64,
   workPartitions: 12,
+  maxAzs: 3,
   drainMs: 20_000,
   connectionsPerEdge: 10_000,
   lagPerWorker: 1_000,
@@ -122,7 +133,7 @@ const DEFAULTS = {
  * Turns CDK context into settings, reporting every bad value at once.
  *
  * Keys: env, production, vpcId, vpcCidr, availabilityZones, publicSubnetIds, privateSubnetIds,
- * kafkaMode, bootstrapServers, kafkaSecretArn, namePrefix, maxEdges, workPartitions,
+ * maxAzs, cpuArchitecture, kafkaMode, bootstrapServers, kafkaSecretArn, namePrefix, maxEdges, workPartitions,
  * certificateArn, devicePlainTcp, proxyProtocol, adminCertificateArn, deviceCidrs, authMode,
  * jwksUrl, drainMs, edgeDesiredCount, edgeMinCount, edgeMaxCount, workerDesiredCount,
  * workerMinCount, workerMaxCount, adminDesiredCount, connectionsPerEdge, lagPerWorker,
@@ -187,6 +198,12 @@ export function settingsFromContext(read: ContextReader): TetherSettings {
     existingVpc = { vpcId, vpcCidr: vpcCidr ?? "", availabilityZones, publicSubnetIds, privateSubnetIds };
   }
 
+  const maxAzs = int("maxAzs", DEFAULTS.maxAzs, 2, 6);
+  const cpuArchitecture = str("cpuArchitecture") ?? "x86_64";
+  if (cpuArchitecture !== "x86_64" && cpuArchitecture !== "arm64") {
+    problems.push(`cpuArchitecture must be x86_64 or arm64, got ${cpuArchitecture}`);
+  }
+
   const kafkaModeName = str("kafkaMode") ?? "msk-serverless";
   let kafka: KafkaMode = { mode: "msk-serverless" };
   if (kafkaModeName === "external") {
@@ -222,6 +239,17 @@ export function settingsFromContext(read: ContextReader): TetherSettings {
     );
   }
 
+  // The admin API takes the bearer token on every request: in production it never goes over plain HTTP.
+  const adminCertificateArn = str("adminCertificateArn");
+  if (adminCertificateArn !== undefined && !/^arn:aws[a-z-]*:acm:/.test(adminCertificateArn)) {
+    problems.push(`adminCertificateArn must be the ARN of an ACM certificate, got ${adminCertificateArn}`);
+  }
+  if (production && adminCertificateArn === undefined) {
+    problems.push(
+      `production (env=${envName}) needs adminCertificateArn: the admin API's bearer token must not cross the network in the clear, so the admin load balancer serves HTTPS only; pass -c adminCertificateArn=arn:aws:acm:<region>:<account>:certificate/<id>`,
+    );
+  }
+
   const drainMs = int("drainMs", DEFAULTS.drainMs, 0, 110_000);
 
   // Each edge needs a slot, and a rolling deployment runs up to twice the tasks for a while.
@@ -250,6 +278,8 @@ export function settingsFromContext(read: ContextReader): TetherSettings {
     production,
     existingVpc,
     vpcCidr: existingVpc?.vpcCidr ?? str("vpcCidr") ?? "10.40.0.0/16",
+    maxAzs,
+    cpuArchitecture: cpuArchitecture === "arm64" ? "arm64" : "x86_64",
     kafka,
     namePrefix,
     maxEdges,
@@ -257,7 +287,7 @@ export function settingsFromContext(read: ContextReader): TetherSettings {
     certificateArn,
     devicePlainTcp,
     proxyProtocol: bool("proxyProtocol", true),
-    adminCertificateArn: str("adminCertificateArn"),
+    adminCertificateArn,
     deviceCidrs: list("deviceCidrs") ?? ["0.0.0.0/0"],
     authMode: authMode === "jwt" ? "jwt" : "hmac",
     jwksUrl: str("jwksUrl"),

@@ -1,22 +1,27 @@
-import { Aws, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
+import { Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack, type StackProps } from "aws-cdk-lib";
 import * as ecs from "aws-cdk-lib/aws-ecs";
-import type * as logs from "aws-cdk-lib/aws-logs";
+import * as logs from "aws-cdk-lib/aws-logs";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import type { Construct } from "constructs";
 import { AdminService } from "./admin-service.ts";
 import { Alarms } from "./alarms.ts";
+import { DEFAULT_COLLECTOR_IMAGE } from "./collector.ts";
+import { Dashboard } from "./dashboard.ts";
 import { DEVICE_PORT, DEVICE_TLS_PORT, EdgeService } from "./edge-service.ts";
 import { Kafka } from "./kafka.ts";
 import { acknowledge } from "./nag.ts";
 import { Network } from "./network.ts";
+import type { TaskRuntime } from "./service-task.ts";
 import type { TetherSettings } from "./settings.ts";
 import { Tables } from "./tables.ts";
 import { WorkerService } from "./worker-service.ts";
 
 export interface TetherStackProps extends StackProps {
   readonly settings: TetherSettings;
-  /** The image with the service bundles (one image, one command per service). */
+  /** The image with the service bundles (one image, one command per service), built for `settings.cpuArchitecture`. */
   readonly image: ecs.ContainerImage;
+  /** The metrics collector sidecar's image; the pinned ADOT release by default. */
+  readonly collectorImage?: ecs.ContainerImage;
 }
 
 /** Every AWS resource of one Tether environment. */
@@ -28,15 +33,19 @@ export class TetherStack extends Stack {
   readonly worker: WorkerService;
   readonly admin: AdminService;
   readonly alarms: Alarms;
+  readonly dashboard: Dashboard;
+  readonly #zones: number;
 
   constructor(scope: Construct, id: string, props: TetherStackProps) {
     super(scope, id, props);
     const { settings } = props;
+    this.#zones = settings.maxAzs;
     const logRetention = retentionDays(settings.logRetentionDays);
 
     this.network = new Network(this, "Network", {
       existing: settings.existingVpc,
       cidr: settings.vpcCidr,
+      zones: settings.maxAzs,
       production: settings.production,
       logRetention,
     });
@@ -80,14 +89,32 @@ export class TetherStack extends Stack {
       TETHER_CONNECTIONS_TABLE: this.tables.connections.tableName,
       TETHER_EDGES_TABLE: this.tables.edges.tableName,
       TETHER_OUTBOX_TABLE: this.tables.outbox.tableName,
+      // Partition counts: every process that runs ensureTopics grows the topics to these.
       TETHER_MAX_EDGES: String(settings.maxEdges),
+      TETHER_WORK_PARTITIONS: String(settings.workPartitions),
     };
     const commonSecrets = this.kafka.secrets();
+
+    // Every task's collector writes embedded-metric-format records here; CloudWatch turns them
+    // into the `Tether` namespace's metrics. The records themselves are only kept briefly.
+    const metricsLogs = new logs.LogGroup(this, "MetricsLogs", {
+      retention: logs.RetentionDays.ONE_WEEK,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const runtime: TaskRuntime = {
+      cpuArchitecture: settings.cpuArchitecture,
+      collector: {
+        image: props.collectorImage ?? ecs.ContainerImage.fromRegistry(DEFAULT_COLLECTOR_IMAGE),
+        logGroup: metricsLogs,
+        envName: settings.envName,
+      },
+    };
 
     this.edge = new EdgeService(this, "Edge", {
       vpc,
       cluster,
       image: props.image,
+      runtime,
       kafka: this.kafka,
       tables: this.tables,
       commonEnvironment,
@@ -111,6 +138,7 @@ export class TetherStack extends Stack {
       vpc,
       cluster,
       image: props.image,
+      runtime,
       kafka: this.kafka,
       tables: this.tables,
       commonEnvironment,
@@ -127,6 +155,7 @@ export class TetherStack extends Stack {
       allowedCidr: this.network.vpcCidr,
       cluster,
       image: props.image,
+      runtime,
       kafka: this.kafka,
       tables: this.tables,
       commonEnvironment,
@@ -138,12 +167,24 @@ export class TetherStack extends Stack {
       accessLogs,
     });
     this.alarms = new Alarms(this, "Alarms", {
+      envName: settings.envName,
+      production: settings.production,
       cluster,
       edge: this.edge,
+      admin: this.admin,
       services: { Edge: this.edge.service, Worker: this.worker.service, Admin: this.admin.service },
       kafka: this.kafka,
+      tables: this.tables,
       lagThreshold: settings.lagAlarmThreshold,
       email: settings.alarmEmail,
+    });
+
+    this.dashboard = new Dashboard(this, "Dashboard", {
+      envName: settings.envName,
+      edge: this.edge,
+      admin: this.admin,
+      kafka: this.kafka,
+      alarms: this.alarms.alarms,
     });
 
     const nlbDns = this.edge.loadBalancer.loadBalancerDnsName;
@@ -172,10 +213,23 @@ export class TetherStack extends Stack {
       });
     }
     new CfnOutput(this, "AlarmTopicArn", { value: this.alarms.topic.topicArn });
+    new CfnOutput(this, "DashboardName", {
+      value: this.dashboard.dashboard.dashboardName,
+      description: "CloudWatch dashboard of this environment",
+    });
     if (this.kafka.cluster !== undefined) {
       new CfnOutput(this, "KafkaClusterArn", { value: this.kafka.cluster.attrArn });
     }
     new CfnOutput(this, "KafkaBootstrapServers", { value: this.kafka.bootstrapServers });
+  }
+
+  /**
+   * The region's first `maxAzs` zones, resolved at deploy time. With the account unresolved CDK
+   * offers only two (`Fn::GetAZs` picks 0 and 1) and a look-up would need credentials at synth,
+   * so the stack names as many as it was asked for.
+   */
+  override get availabilityZones(): string[] {
+    return Array.from({ length: this.#zones }, (_, index) => Fn.select(index, Fn.getAzs()));
   }
 }
 

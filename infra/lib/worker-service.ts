@@ -5,7 +5,7 @@ import type * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import type { Kafka } from "./kafka.ts";
 import { metricQuery, privateService, scaleOnCpu, tasksSecurityGroup, trackExpression } from "./service-parts.ts";
-import { ServiceTask } from "./service-task.ts";
+import { ServiceTask, type TaskRuntime } from "./service-task.ts";
 import { acknowledgeConnectionsIndex, type Tables } from "./tables.ts";
 
 export const WORKER_HTTP_PORT = 9091;
@@ -14,6 +14,7 @@ export interface WorkerServiceProps {
   readonly vpc: ec2.IVpc;
   readonly cluster: ecs.ICluster;
   readonly image: ecs.ContainerImage;
+  readonly runtime: TaskRuntime;
   readonly kafka: Kafka;
   readonly tables: Tables;
   readonly commonEnvironment: Record<string, string>;
@@ -41,6 +42,7 @@ export class WorkerService extends Construct {
     this.task = new ServiceTask(this, "Task", {
       name: "worker",
       image: props.image,
+      runtime: props.runtime,
       cpu: 512,
       memoryLimitMiB: 1024,
       environment: {

@@ -14,8 +14,9 @@ import { settingsFromContext } from "../../infra/lib/settings.ts";
 import type { TetherStack } from "../../infra/lib/tether-stack.ts";
 
 /** cdk.json's context (the feature flags), as `cdk synth` gives it to the app. */
-const cdkJsonContext = (JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as { context: Json })
-  .context;
+const cdkJsonContext = (
+  JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as { context: Json }
+).context;
 const baseContext = { ...cdkJsonContext, env: "test", image: "public.ecr.aws/tether/test:1", region: "eu-west-1" };
 
 interface Built {
@@ -151,7 +152,28 @@ function edgeTargetGroupAttributes(built: Built): Record<string, string> {
   return Object.fromEntries(attributes.map((attribute) => [attribute.Key, attribute.Value]));
 }
 
+function alarmsOf(built: Built): Json[] {
+  return Object.values(built.template.findResources("AWS::CloudWatch::Alarm")).map((a) => a.Properties as Json);
+}
+
+function alarmDescribed(built: Built, text: RegExp): Json {
+  const alarm = alarmsOf(built).find((candidate) => text.test(String(candidate.AlarmDescription)));
+  assert.ok(alarm, `an alarm described ${text}`);
+  return alarm;
+}
+
+/** The CloudWatch metrics an alarm reads: its one metric, or those of its expression. */
+function metricsOfAlarm(alarm: Json): Json[] {
+  if (alarm.MetricName !== undefined) return [alarm];
+  return ((alarm.Metrics as Json[] | undefined) ?? [])
+    .filter((query) => query.MetricStat !== undefined)
+    .map((query) => (query.MetricStat as Json).Metric as Json);
+}
+
 const deviceCertificateArn = "arn:aws:acm:eu-west-1:111122223333:certificate/abc";
+const adminCertificateArn = "arn:aws:acm:eu-west-1:111122223333:certificate/def";
+/** Production as it can be deployed: certificates for the device TLS listener and the admin ALB. */
+const prodContext = { env: "prod", certificateArn: deviceCertificateArn, adminCertificateArn };
 
 describe("device listeners and ports", () => {
   test("the NLB is internet-facing and listens for devices on TCP 3000, forwarding to the edge tasks' port 3000", () => {
@@ -196,7 +218,7 @@ describe("device listeners and ports", () => {
   });
 
   test("with a device certificate, production offers devices TLS on 443 only: no plain TCP listener and no public rule for port 3000", () => {
-    const built = build({ env: "prod", certificateArn: deviceCertificateArn });
+    const built = build(prodContext);
     assert.deepEqual(deviceListeners(built), { 443: "TLS" });
     assert.deepEqual(publicPorts(built), [443]);
     const outputs = built.template.toJSON().Outputs as Record<string, unknown>;
@@ -232,7 +254,7 @@ describe("device listeners and ports", () => {
   });
 
   test("the edge's target group sends PROXY protocol v2, and the edge is told to expect it with TETHER_PROXY_PROTOCOL=v2", () => {
-    for (const context of [{}, { env: "prod", certificateArn: deviceCertificateArn }]) {
+    for (const context of [{}, prodContext]) {
       const built = build(context);
       assert.equal(edgeTargetGroupAttributes(built)["proxy_protocol_v2.enabled"], "true", JSON.stringify(context));
       assert.equal(environmentOf(built, "edge").TETHER_PROXY_PROTOCOL, "v2", JSON.stringify(context));
@@ -423,11 +445,14 @@ describe("environment variables", () => {
     }
   });
 
-  test("logs go to one log group per service with the configured retention", () => {
-    const { template } = build();
-    const groups = Object.values(template.findResources("AWS::Logs::LogGroup"));
-    assert.ok(groups.length >= 4, "three services and the flow logs");
-    for (const group of groups) assert.equal((group.Properties as Json).RetentionInDays, 30);
+  test("logs go to one log group per service with the configured retention; the collectors' raw metric records are kept a week", () => {
+    const { template, stack } = build();
+    const metricsLogs = logicalId(stack, stack.node.findChild("MetricsLogs"));
+    const groups = template.findResources("AWS::Logs::LogGroup");
+    assert.ok(Object.keys(groups).length >= 5, "three services, the flow logs and the metric records");
+    for (const [id, group] of Object.entries(groups)) {
+      assert.equal((group.Properties as Json).RetentionInDays, id === metricsLogs ? 7 : 30, id);
+    }
     for (const name of ["edge", "worker", "admin"] as const) {
       const options = (containerOf(build(), name).LogConfiguration as Json).Options as Json;
       assert.equal(options["awslogs-stream-prefix"], name);
@@ -604,7 +629,7 @@ describe("DynamoDB tables", () => {
     for (const table of Object.values(dev.findResources("AWS::DynamoDB::GlobalTable"))) {
       assert.equal(table.DeletionPolicy, "Delete");
     }
-    const prod = build({ env: "prod" }).template;
+    const prod = build({ env: "prod", adminCertificateArn }).template;
     for (const table of Object.values(prod.findResources("AWS::DynamoDB::GlobalTable"))) {
       assert.equal(table.DeletionPolicy, "Retain");
       const replicas = (table.Properties as Json).Replicas as Json[];
@@ -690,35 +715,126 @@ describe("scaling", () => {
 });
 
 describe("alarms", () => {
-  test("alarms watch zero connections, unhealthy edges, missing tasks, worker lag and dead letters, all notifying SNS", () => {
-    const { template, stack } = build();
-    const topic = { Ref: logicalId(stack, stack.alarms.topic) };
-    const alarms = Object.values(template.findResources("AWS::CloudWatch::Alarm")).map((a) => a.Properties as Json);
-    const describe = (text: RegExp) => alarms.find((alarm) => text.test(String(alarm.AlarmDescription)));
-    const expected = [
-      /No device connections/,
-      /failed its \/readyz/,
-      /^Edge: fewer tasks running/,
-      /^Worker: fewer tasks running/,
-      /^Admin: fewer tasks running/,
-      /Worker backlog on requests/,
-      /requests.dlq/,
-    ];
-    for (const text of expected) {
-      const alarm = describe(text);
-      assert.ok(alarm, String(text));
+  const expectedAlarms = [
+    /^No device connections/,
+    /dropped well below their usual level/,
+    /failed its \/readyz/,
+    /reset more than 5% of new device connections/,
+    /^Edge: fewer tasks running/,
+    /^Worker: fewer tasks running/,
+    /^Admin: fewer tasks running/,
+    /DynamoDB throttled/,
+    /on the connections or edges \(lease\) table/,
+    /on the outbox table/,
+    /admin API answered more than 5 server errors/,
+    /lost its reply slot lease/,
+    /event loop lagged/,
+    /Worker backlog on requests/,
+    /Push backlog on downlink/,
+    /requests.dlq/,
+  ];
+
+  test("the default deployment has at least 12 alarms, among them every one of the list, each notifying SNS on alarm and OK (the zero-connection one only in production)", () => {
+    const built = build();
+    const topic = { Ref: logicalId(built.stack, built.stack.alarms.topic) };
+    const all = alarmsOf(built);
+    assert.ok(all.length >= 12, `${all.length} alarms`);
+    for (const text of expectedAlarms) {
+      const alarm = alarmDescribed(built, text);
+      if (text.source.startsWith("^No device connections")) continue;
       assert.deepEqual(alarm.AlarmActions, [topic], String(text));
+      assert.deepEqual(alarm.OKActions, [topic], String(text));
     }
-    const dlq = describe(/requests.dlq/)!;
-    assert.equal(dlq.MetricName, "MessagesInPerSec");
-    assert.deepEqual(dlq.Dimensions, [
-      { Name: "Cluster Name", Value: "tether-test" },
-      { Name: "Topic", Value: "requests.dlq" },
+    const prod = build(prodContext);
+    assert.deepEqual(alarmDescribed(prod, /^No device connections/).AlarmActions, [
+      { Ref: logicalId(prod.stack, prod.stack.alarms.topic) },
     ]);
-    const zero = describe(/No device connections/)!;
+  });
+
+  test("an empty development environment pages nobody: no alarm counts missing data as breaching, and the zero-connection alarm has no actions", () => {
+    const built = build();
+    for (const alarm of alarmsOf(built)) {
+      assert.equal(alarm.TreatMissingData, "notBreaching", String(alarm.AlarmDescription));
+    }
+    const zero = alarmDescribed(built, /^No device connections/);
     assert.equal(zero.MetricName, "ActiveFlowCount");
     assert.equal(zero.ComparisonOperator, "LessThanThreshold");
-    assert.equal(zero.TreatMissingData, "breaching");
+    assert.equal(zero.AlarmActions, undefined);
+    assert.equal(zero.OKActions, undefined);
+  });
+
+  test("production counts a missing connection or task count as breaching, and missing error counts as fine", () => {
+    const built = build(prodContext);
+    assert.equal(alarmDescribed(built, /^No device connections/).TreatMissingData, "breaching");
+    for (const name of ["Edge", "Worker", "Admin"]) {
+      assert.equal(alarmDescribed(built, new RegExp(`^${name}: fewer tasks`)).TreatMissingData, "breaching", name);
+    }
+    for (const text of [/DynamoDB throttled/, /lost its reply slot lease/, /requests.dlq/, /server errors/]) {
+      assert.equal(alarmDescribed(built, text).TreatMissingData, "notBreaching", String(text));
+    }
+  });
+
+  test("a sudden drop in connections is an anomaly band under the NLB's active flows", () => {
+    const built = build();
+    const drop = alarmDescribed(built, /dropped well below/);
+    assert.equal(drop.ComparisonOperator, "LessThanLowerThreshold");
+    const queries = drop.Metrics as Json[];
+    const band = queries.find((query) => /ANOMALY_DETECTION_BAND\(\w+, 3\)/.test(String(query.Expression)));
+    assert.ok(band, JSON.stringify(queries));
+    const flows = queries.find((query) => query.MetricStat !== undefined)?.MetricStat as Json;
+    assert.equal((flows.Metric as Json).MetricName, "ActiveFlowCount");
+  });
+
+  test("DynamoDB alarms sum throttles of every table and system errors per operation, at most ten metrics each", () => {
+    const built = build();
+    const throttles = alarmDescribed(built, /DynamoDB throttled/);
+    const names = metricsOfAlarm(throttles).map((metric) => `${metric.MetricName} ${render(metric.Dimensions)}`);
+    for (const table of ["Connections", "Edges", "Outbox", "KeyValue"]) {
+      for (const kind of ["Read", "Write"]) {
+        assert.ok(
+          names.some((name) => name.startsWith(`${kind}ThrottleEvents`) && name.includes(`Tables${table}`)),
+          `${kind} throttles of ${table}`,
+        );
+      }
+    }
+    const registry = metricsOfAlarm(alarmDescribed(built, /lease\) table/));
+    assert.ok(registry.every((metric) => metric.MetricName === "SystemErrors"));
+    assert.ok(
+      registry.some((metric) => render(metric.Dimensions).includes("Scan")),
+      "the lease scan",
+    );
+    for (const alarm of alarmsOf(built)) {
+      assert.ok(metricsOfAlarm(alarm).length <= 10, String(alarm.AlarmDescription));
+    }
+  });
+
+  test("lease losses and event-loop lag are read from the services' own metrics in the Tether namespace", () => {
+    const built = build();
+    const losses = metricsOfAlarm(alarmDescribed(built, /lost its reply slot lease/));
+    assert.deepEqual(
+      losses.map((metric) => [metric.Namespace, metric.MetricName, render(metric.Dimensions)]),
+      [
+        [
+          "Tether",
+          "tether_edge_lease_losses_total",
+          JSON.stringify({ Name: "Environment", Value: "test" }) +
+            "," +
+            JSON.stringify({ Name: "Service", Value: "edge" }),
+        ],
+      ],
+    );
+    const lag = metricsOfAlarm(alarmDescribed(built, /event loop lagged/));
+    assert.deepEqual(
+      lag.map((metric) => metric.MetricName),
+      Array(3).fill("nodejs_eventloop_lag_p99_seconds"),
+    );
+  });
+
+  test("with an external cluster the MSK alarms are gone and at least 12 remain", () => {
+    const built = build(external);
+    const descriptions = alarmsOf(built).map((alarm) => String(alarm.AlarmDescription));
+    assert.ok(descriptions.length >= 12, descriptions.join("\n"));
+    assert.ok(!descriptions.some((text) => /backlog|requests.dlq/.test(text)));
   });
 
   test("failed deployments reach the same topic through EventBridge", () => {
@@ -770,7 +886,7 @@ describe("network", () => {
   });
 
   test("nothing is looked up at synth, so no credentials are needed", () => {
-    for (const context of [{}, external, { env: "prod", certificateArn: "arn:aws:acm:eu-west-1:1:certificate/x" }]) {
+    for (const context of [{}, external, prodContext]) {
       const { stack } = build(context);
       assert.equal((stack.node.root as App).synth().manifest.missing, undefined, JSON.stringify(context));
     }
