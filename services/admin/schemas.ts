@@ -56,6 +56,9 @@ export const Device = Type.Object({
   slot: Type.Integer({ minimum: 0 }),
   connId: Type.String(),
   connectedAt: Millis,
+  epoch: Type.Integer({
+    description: "the connection's ownership epoch: of two connections of the device, the higher is newer",
+  }),
 });
 
 export const EdgeDevicesQuery = Type.Object(

@@ -54,6 +54,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
         slot: record.slot,
         connId: record.connId,
         connectedAt: record.connectedAt,
+        epoch: record.epoch,
       };
     },
   );

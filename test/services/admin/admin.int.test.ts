@@ -148,6 +148,7 @@ describe("admin API on Kafka and DynamoDB Local", { timeout: 180_000 }, () => {
       slot: 0,
       connId: "a-1",
       connectedAt: 1000,
+      epoch: (await registry.connections.get(deviceId))?.epoch,
     });
 
     await registry.connections.claim({ deviceId, edgeId: "int-edge-b", slot: 1, connId: "b-1", connectedAt: 2000 });
@@ -159,7 +160,9 @@ describe("admin API on Kafka and DynamoDB Local", { timeout: 180_000 }, () => {
       slot: 1,
       connId: "b-1",
       connectedAt: 2000,
+      epoch: (await registry.connections.get(deviceId))?.epoch,
     });
+    assert.ok((second.json() as { epoch: number }).epoch > (first.json() as { epoch: number }).epoch);
 
     const listB = await app.inject({ method: "GET", url: "/v1/edges/int-edge-b/devices", headers: auth });
     const itemsB = (listB.json() as { items: { deviceId: string; epoch: number }[] }).items;

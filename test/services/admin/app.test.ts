@@ -203,6 +203,7 @@ describe("GET /v1/devices/:deviceId", () => {
       slot: 2,
       connId: "edge-a-meter:7-conn",
       connectedAt,
+      epoch: (await fixture.registry.connections.get("meter:7"))?.epoch,
     });
   });
 
