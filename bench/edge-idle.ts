@@ -85,6 +85,8 @@ async function main(): Promise<void> {
       TETHER_BROKER: process.env.TETHER_BROKER ?? "memory",
       TETHER_REGISTRY: process.env.TETHER_REGISTRY ?? "memory",
       TETHER_DEVICE_PORT: String(port),
+      TETHER_MQTT_PORT: "0",
+      TETHER_WS_PORT: "0",
       TETHER_EDGE_HTTP_PORT: String(httpPort),
       TETHER_LOG_LEVEL: "warn",
       TETHER_HEARTBEAT_MS: "600000",

@@ -79,6 +79,8 @@ async function round(index: number): Promise<Round> {
         TETHER_BROKER: "memory",
         TETHER_REGISTRY: "memory",
         TETHER_DEVICE_PORT: String(port),
+        TETHER_MQTT_PORT: "0",
+        TETHER_WS_PORT: "0",
         TETHER_EDGE_HTTP_PORT: String(httpPort),
         TETHER_LOG_LEVEL: "warn",
         TETHER_HELLO_TIMEOUT_MS: "600000",

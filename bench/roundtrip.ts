@@ -92,6 +92,8 @@ async function separateProcesses(env: Record<string, string | undefined>): Promi
     TETHER_AUTH_MODE: "none",
     TETHER_LOG_LEVEL: "warn",
     TETHER_DEVICE_PORT: String(port),
+    TETHER_MQTT_PORT: "0",
+    TETHER_WS_PORT: "0",
     TETHER_EDGE_HTTP_PORT: String(edgeHttp),
     TETHER_WORKER_HTTP_PORT: String(workerHttp),
     TETHER_RATE_LIMIT: "1000000",

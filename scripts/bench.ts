@@ -5,7 +5,7 @@
  * figures; BENCHMARKS.md records them with the machine they ran on.
  *
  *   npm run bench                    all of them
- *   npm run bench -- edge-rate admin only the named ones (see the list printed by --list)
+ *   npm run bench -- floor admin      only the named ones (see the list printed by --list)
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -34,6 +34,8 @@ async function embedded(env: NodeJS.ProcessEnv, benchArgs: readonly string[]): P
     env: {
       ...env,
       TETHER_DEVICE_PORT: port,
+      TETHER_MQTT_PORT: "0",
+      TETHER_WS_PORT: "0",
       TETHER_ADMIN_PORT: "0",
       TETHER_EDGE_HTTP_PORT: "0",
       TETHER_RATE_LIMIT: "100000",
@@ -66,31 +68,11 @@ const benches: readonly Bench[] = [
     run: (env) => tsx(["bench/kafka.ts", "1000", "20000"], env),
   },
   {
-    name: "edge-rate",
-    what: "round trip at 1,000 req/s from 100 devices, edge and worker processes on real Kafka (target p50 <= 5 ms, p99 <= 20 ms)",
+    name: "floor",
+    what:
+      "round trips next to Kafka's own EndToEndLatency and ProducerPerformance: 1,000 req/s from 100 devices (target p50 <= 4 ms and <= 1.5x twice Kafka's one-hop average, p99 <= 20 ms), closed loop 1 and 8 open (targets 10,000 and 12,000 rt/s), CPU per round trip (target <= 0.15 ms)",
     needsCluster: true,
-    run: (env) =>
-      tsx(["bench/roundtrip.ts", "rate", "100", "15", "1000"], {
-        ...env,
-        TETHER_BROKER: "kafka",
-        TETHER_REGISTRY: "dynamodb",
-        BENCH_PROCESSES: "1",
-        // A fresh broker spends its first half minute compiling (its JIT takes half a core).
-        BENCH_WARMUP_S: env.BENCH_WARMUP_S ?? "30",
-      }),
-  },
-  {
-    name: "edge-max",
-    what: "round trips/s through one edge and one worker on real Kafka (target >= 20,000/s)",
-    needsCluster: true,
-    run: (env) =>
-      tsx(["bench/roundtrip.ts", "max", "100", "15"], {
-        ...env,
-        TETHER_BROKER: "kafka",
-        TETHER_REGISTRY: "dynamodb",
-        BENCH_PROCESSES: "1",
-        BENCH_WARMUP_S: env.BENCH_WARMUP_S ?? "20",
-      }),
+    run: (env) => tsx(["bench/floor.ts", env.BENCH_SECONDS ?? "15", env.BENCH_WARMUP_S ?? "10"], env),
   },
   {
     name: "edge-idle",
@@ -157,6 +139,7 @@ async function main(): Promise<void> {
       cluster = await startLocalCluster({ log: (line) => process.stdout.write(`[cluster] ${line}\n`) });
       env.TETHER_KAFKA_BROKERS = cluster.kafkaBrokers;
       env.TETHER_DYNAMODB_ENDPOINT = cluster.dynamodbEndpoint;
+      if (cluster.kafkaPid !== undefined) env.BENCH_KAFKA_PID = String(cluster.kafkaPid);
       process.stdout.write(`[cluster] Kafka started in ${cluster.kafkaStartMs} ms\n`);
     }
     for (const bench of selected) {

@@ -45,6 +45,10 @@ export interface EdgeConfig {
   /** Written to the slot lease row so that operators can find the process. */
   readonly host: string;
   readonly devicePort: number;
+  /** MQTT 3.1.1 and 5.0 (`TETHER_MQTT_PORT`), same TLS and PROXY rules as the device port. */
+  readonly mqttPort: number;
+  /** WebSocket (`TETHER_WS_PORT`): NDJSON text messages, or MQTT with subprotocol `mqtt`. */
+  readonly wsPort: number;
   /** Interface the device listener binds; all interfaces by default. */
   readonly deviceHost: string | undefined;
   readonly httpPort: number;
@@ -118,6 +122,8 @@ export function readEdgeConfig(env: Env, memoryBytes: number = availableMemory()
     edgeId,
     host: reader.string("TETHER_EDGE_HOST", hostname()),
     devicePort: reader.port("TETHER_DEVICE_PORT", 3000),
+    mqttPort: reader.port("TETHER_MQTT_PORT", 1883),
+    wsPort: reader.port("TETHER_WS_PORT", 8083),
     deviceHost: reader.optionalString("TETHER_DEVICE_HOST"),
     httpPort: reader.port("TETHER_EDGE_HTTP_PORT", 9090),
     auth,
@@ -161,6 +167,8 @@ export function edgeConfigForTests(
     edgeId: randomEdgeId(),
     host: "localhost",
     devicePort: 0,
+    mqttPort: 0,
+    wsPort: 0,
     deviceHost: "127.0.0.1",
     httpPort: 0,
     auth: defaultAuthConfig(),

@@ -117,6 +117,16 @@ export class Edge {
     return this.#listener.address();
   }
 
+  /** The MQTT listener's address; valid after start. */
+  mqttAddress(): AddressInfo {
+    return this.#listener.mqttAddress();
+  }
+
+  /** The WebSocket listener's address; valid after start. */
+  wsAddress(): AddressInfo {
+    return this.#listener.wsAddress();
+  }
+
   /** Resolves with the error when the edge stopped itself (lost its lease). */
   failed(): Promise<TetherError> {
     if (this.#fatal !== undefined) return Promise.resolve(this.#fatal);
@@ -169,7 +179,13 @@ export class Edge {
       });
       if (this.#status !== "starting") return;
       this.#status = "running";
-      log.info({ edgeId: config.edgeId, slot: rooms.slot, port: this.address().port }, "edge started");
+      log.info(
+        {
+          ...{ edgeId: config.edgeId, slot: rooms.slot, port: this.address().port },
+          ...{ mqttPort: this.mqttAddress().port, wsPort: this.wsAddress().port },
+        },
+        "edge started",
+      );
     } catch (error) {
       await this.#shutdown(0, "closed").catch(() => {});
       throw error;

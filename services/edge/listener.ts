@@ -1,14 +1,18 @@
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
+import { type AddressInfo, createServer, Socket as NetSocket, type Server, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
 import { ErrorCode, TetherError } from "../../shared/errors/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import { ByeReason, encodeBye, encodeError, WireErrorCode } from "../../shared/protocol/index.ts";
 import type { EdgeConfig } from "./config.ts";
 import type { EdgeMetrics } from "./metrics.ts";
+import { MqttWire, type WillMessage } from "./mqtt-wire.ts";
 import { takeProxyHeader } from "./proxy-protocol.ts";
 import { Session, type SessionEvents, type UnwelcomedBudget } from "./session.ts";
+import { WebSocketUpgrades } from "./websocket.ts";
+import { ConnectionProtocol, type WireFactory } from "./wire.ts";
 import { WriteBatch } from "./write-batch.ts";
 
 /** How long a refused or closing socket may take to flush before it is destroyed. */
@@ -18,16 +22,26 @@ export const CLOSE_GRACE_MS = 2000;
 interface Handshake {
   readonly socket: Socket;
   readonly openedAt: number;
+  readonly port: PortKind;
+}
+
+/** The edge's device ports: NDJSON over TCP, MQTT over TCP, and WebSocket (NDJSON or MQTT). */
+export type PortKind = "ndjson" | "mqtt" | "ws";
+
+/** A socket of the WebSocket port between its handshake and its upgrade. */
+interface Upgrading {
+  readonly handshake: Handshake;
+  readonly source: string;
 }
 
 /** Where a device socket keeps its session, so that one set of listeners serves all sockets. */
 const SESSION = Symbol("tether.session");
-type TaggedSocket = Socket & { [SESSION]?: Session };
+type TaggedSocket = Duplex & { [SESSION]?: Session };
 
-function onData(this: Socket, chunk: Buffer): void {
+function onData(this: Duplex, chunk: Buffer): void {
   (this as TaggedSocket)[SESSION]?.receive(chunk);
 }
-function onClose(this: Socket): void {
+function onClose(this: Duplex): void {
   (this as TaggedSocket)[SESSION]?.socketClosed();
 }
 function ignore(): void {}
@@ -40,6 +54,8 @@ export interface ListenerOptions {
   readonly events: SessionEvents;
   /** False while the edge is not taking devices: new sockets are sent away. */
   readonly accepting: () => boolean;
+  /** An MQTT device went away without DISCONNECT and had left a Will message. */
+  readonly will?: (session: Session, will: WillMessage) => void;
 }
 
 /**
@@ -58,6 +74,10 @@ export class DeviceListener implements UnwelcomedBudget {
   #connCounter = 0;
   #unwelcomed = 0;
   #server: Server | undefined;
+  #mqttServer: Server | undefined;
+  #wsServer: Server | undefined;
+  #upgrades: WebSocketUpgrades | undefined;
+  readonly #upgrading = new Map<Socket, Upgrading>();
   #secureContext: SecureContext | undefined;
 
   constructor(options: ListenerOptions) {
@@ -90,29 +110,54 @@ export class DeviceListener implements UnwelcomedBudget {
     return address;
   }
 
+  /** The MQTT port's address; valid after listen. */
+  mqttAddress(): AddressInfo {
+    return addressOf(this.#mqttServer);
+  }
+
+  /** The WebSocket port's address; valid after listen. */
+  wsAddress(): AddressInfo {
+    return addressOf(this.#wsServer);
+  }
+
   async listen(): Promise<void> {
     const config = this.#options.config;
     if (config.tls !== undefined) {
       const [cert, key] = await Promise.all([readFile(config.tls.certFile), readFile(config.tls.keyFile)]);
       this.#secureContext = createSecureContext({ cert, key, minVersion: "TLSv1.2" });
     }
-    const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
-    server.on("error", (error) => this.#options.log.error({ err: error }, "device listener error"));
+    this.#upgrades = new WebSocketUpgrades({
+      log: this.#options.log,
+      maxPayload: config.limits.maxFrameBytes + 1024,
+      timeoutMs: config.limits.helloTimeoutMs,
+      opened: (stream, mqtt, socket) => this.#upgraded(stream, mqtt, socket),
+    });
+    this.#server = await this.#listenOn("ndjson", config.devicePort);
+    this.#mqttServer = await this.#listenOn("mqtt", config.mqttPort);
+    this.#wsServer = await this.#listenOn("ws", config.wsPort);
+  }
+
+  async #listenOn(port: PortKind, portNumber: number): Promise<Server> {
+    const config = this.#options.config;
+    const server = createServer({ noDelay: true }, (socket) => this.#accept(socket, port));
+    server.on("error", (error) => this.#options.log.error({ err: error, port }, "device listener error"));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen({ port: config.devicePort, host: config.deviceHost, backlog: 4096 }, () => {
+      server.listen({ port: portNumber, host: config.deviceHost, backlog: 4096 }, () => {
         server.off("error", reject);
         resolve();
       });
     });
-    this.#server = server;
+    return server;
   }
 
-  /** Stops accepting; resolves when the listener is closed (open sockets are not touched). */
+  /** Stops accepting; resolves when the listeners are closed (open sockets are not touched). */
   stop(): Promise<void> {
-    const server = this.#server;
-    if (server === undefined) return Promise.resolve();
-    return new Promise<void>((resolve) => server.close(() => resolve()));
+    this.#upgrades?.close();
+    const servers = [this.#server, this.#mqttServer, this.#wsServer].filter((server) => server !== undefined);
+    return Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())))).then(
+      () => undefined,
+    );
   }
 
   /** Tells every open device to go (with the frame `bye` makes) and cuts every other socket. */
@@ -153,7 +198,7 @@ export class DeviceListener implements UnwelcomedBudget {
     socket.setTimeout(CLOSE_GRACE_MS, () => socket.destroy());
   }
 
-  #accept(socket: Socket): void {
+  #accept(socket: Socket, port: PortKind): void {
     const { config } = this.#options;
     if (!this.#options.accepting()) {
       socket.on("error", ignore);
@@ -172,10 +217,10 @@ export class DeviceListener implements UnwelcomedBudget {
     socket.setNoDelay(true);
     const openedAt = this.#options.now();
     if (config.proxyProtocol === "off" && this.#secureContext === undefined) {
-      this.#open(socket, openedAt, socket.remoteAddress ?? "", undefined);
+      this.#open(socket, openedAt, socket.remoteAddress ?? "", undefined, port);
       return;
     }
-    const handshake: Handshake = { socket, openedAt };
+    const handshake: Handshake = { socket, openedAt, port };
     this.#handshakes.add(handshake);
     socket.on("error", (error) => this.#options.log.debug({ err: error }, "device socket error before hello"));
     socket.once("close", () => this.#handshakes.delete(handshake));
@@ -200,7 +245,7 @@ export class DeviceListener implements UnwelcomedBudget {
         if (rest !== undefined) socket.unshift(rest);
         this.#startTls(handshake, source);
       } else if (this.#handshakes.delete(handshake)) {
-        this.#open(socket, handshake.openedAt, source, rest);
+        this.#open(socket, handshake.openedAt, source, rest, handshake.port);
       }
     });
   }
@@ -212,19 +257,90 @@ export class DeviceListener implements UnwelcomedBudget {
       handshake.socket.destroy();
     });
     tlsSocket.once("secure", () => {
-      if (this.#handshakes.delete(handshake)) this.#open(tlsSocket, handshake.openedAt, source, undefined);
+      if (this.#handshakes.delete(handshake))
+        this.#open(tlsSocket, handshake.openedAt, source, undefined, handshake.port);
     });
     handshake.socket.resume();
   }
 
-  #open(socket: Socket, openedAt: number, source: string, early: Buffer | undefined): void {
+  #open(socket: Socket, openedAt: number, source: string, early: Buffer | undefined, port: PortKind): void {
+    if (port === "ws") {
+      this.#upgrade(socket, openedAt, source, early);
+      return;
+    }
+    const wire = port === "mqtt" ? this.#mqttWire(false) : undefined;
+    this.#openSession(socket, openedAt, source, early, wire, ConnectionProtocol.Ndjson);
+  }
+
+  /** The WebSocket port: the HTTP upgrade counts as part of the handshake (swept by the hello timeout). */
+  #upgrade(socket: Socket, openedAt: number, source: string, early: Buffer | undefined): void {
+    const upgrades = this.#upgrades;
+    if (upgrades === undefined || !this.#options.accepting()) {
+      socket.destroy();
+      return;
+    }
+    const handshake: Handshake = { socket, openedAt, port: "ws" };
+    this.#handshakes.add(handshake);
+    this.#upgrading.set(socket, { handshake, source });
+    socket.on("error", ignore);
+    socket.once("close", () => {
+      this.#handshakes.delete(handshake);
+      this.#upgrading.delete(socket);
+    });
+    upgrades.accept(socket, early);
+  }
+
+  #upgraded(stream: Duplex, mqtt: boolean, socket: Socket): void {
+    const upgrading = this.#upgrading.get(socket);
+    this.#upgrading.delete(socket);
+    if (upgrading === undefined || !this.#handshakes.delete(upgrading.handshake)) {
+      stream.destroy();
+      return;
+    }
+    const wire = mqtt ? this.#mqttWire(true) : undefined;
+    this.#openSession(
+      stream,
+      upgrading.handshake.openedAt,
+      upgrading.source,
+      undefined,
+      wire,
+      ConnectionProtocol.NdjsonWs,
+    );
+  }
+
+  #mqttWire(websocket: boolean): WireFactory {
+    const { config, log, events, will } = this.#options;
+    return (session) =>
+      new MqttWire({
+        session,
+        line: (line) => events.line(session, line),
+        limits: config.limits,
+        log,
+        websocket,
+        ...(will === undefined ? {} : { will }),
+      });
+  }
+
+  #openSession(
+    socket: Duplex,
+    openedAt: number,
+    source: string,
+    early: Buffer | undefined,
+    wire: WireFactory | undefined,
+    protocol: ConnectionProtocol,
+  ): void {
     const { config, metrics, log, now, events } = this.#options;
     if (!this.#options.accepting()) {
       socket.destroy();
       return;
     }
     if ((this.#unwelcomedBySource.get(source) ?? 0) >= config.limits.maxPendingPerSource) {
-      this.#refuse(socket, "source_limit", "too many connections waiting for hello from this address");
+      if (socket instanceof NetSocket && wire === undefined) {
+        this.#refuse(socket, "source_limit", "too many connections waiting for hello from this address");
+      } else {
+        this.#options.metrics.close("source_limit");
+        socket.destroy();
+      }
       return;
     }
     this.#unwelcomed += 1;
@@ -242,6 +358,8 @@ export class DeviceListener implements UnwelcomedBudget {
       log,
       events,
       budget: this,
+      protocol,
+      ...(wire === undefined ? {} : { wire }),
     });
     this.#sessions.set(connId, session);
     metrics.connections.inc();
@@ -264,4 +382,12 @@ export class DeviceListener implements UnwelcomedBudget {
     if (count <= 0) this.#unwelcomedBySource.delete(source);
     else this.#unwelcomedBySource.set(source, count);
   }
+}
+
+function addressOf(server: Server | undefined): AddressInfo {
+  const address = server?.address();
+  if (address === null || address === undefined || typeof address === "string") {
+    throw new TetherError(ErrorCode.Closed, "the edge is not listening");
+  }
+  return address;
 }

@@ -124,7 +124,8 @@ export class Protocol {
           }
           break;
         case "open":
-          if (now - session.lastSeen >= idleMs) session.close(ByeReason.IdleTimeout, encodeBye(ByeReason.IdleTimeout));
+          if (now - session.lastSeen >= (session.idleMs ?? idleMs))
+            session.close(ByeReason.IdleTimeout, encodeBye(ByeReason.IdleTimeout));
           break;
         case "closing":
           if (now - state.at >= CLOSE_GRACE_MS) session.socket.destroy();

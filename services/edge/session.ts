@@ -1,8 +1,9 @@
-import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Logger } from "../../shared/log/index.ts";
 import { type ErrorFrameFields, encodeError, LineSplitter, mayStartObject } from "../../shared/protocol/index.ts";
 import type { EdgeLimits } from "./config.ts";
 import type { EdgeMetrics } from "./metrics.ts";
+import { ConnectionProtocol, type Wire, type WireFactory } from "./wire.ts";
 import type { WriteBatch } from "./write-batch.ts";
 
 /**
@@ -34,7 +35,8 @@ export interface SessionEvents {
 }
 
 export interface SessionOptions {
-  readonly socket: Socket;
+  /** A TCP or TLS socket, or a WebSocket carried as a stream. */
+  readonly socket: Duplex;
   readonly connId: string;
   /** The device's address, for per-source budgets. */
   readonly source: string;
@@ -47,6 +49,10 @@ export interface SessionOptions {
   readonly events: SessionEvents;
   /** The pre-hello budget this session holds a place in until welcome or close. */
   readonly budget: UnwelcomedBudget;
+  /** A wire other than NDJSON lines (MQTT); absent for NDJSON. */
+  readonly wire?: WireFactory;
+  /** The protocol name of an NDJSON session (TCP or WebSocket). */
+  readonly protocol?: ConnectionProtocol;
 }
 
 /** Counts sockets not welcomed yet; a session gives its place back once. */
@@ -60,7 +66,7 @@ export interface UnwelcomedBudget {
  * serves all), sets made only when used.
  */
 export class Session {
-  readonly socket: Socket;
+  readonly socket: Duplex;
   readonly connId: string;
   readonly source: string;
   readonly openedAt: number;
@@ -93,6 +99,11 @@ export class Session {
   #outboxSent: Set<string> | undefined;
   /** Answers written and not yet confirmed (acked, or handed to the kernel): request id -> outcome. */
   #answers: Map<string, (delivered: boolean) => void> | undefined;
+  /** The MQTT wire, when the device does not speak NDJSON lines. */
+  readonly #wire: Wire | undefined;
+  readonly #protocol: ConnectionProtocol;
+  /** Idle bound the device asked for (MQTT keep-alive); the edge's own when undefined. */
+  #idleMs: number | undefined;
 
   constructor(options: SessionOptions) {
     this.socket = options.socket;
@@ -114,6 +125,23 @@ export class Session {
       onLine: (line) => this.#events.line(this, line),
       onOversize: () => this.#oversize(),
     });
+    this.#protocol = options.protocol ?? ConnectionProtocol.Ndjson;
+    this.#wire = options.wire?.(this);
+  }
+
+  /** Which protocol the device speaks (and over what), for the registry and the admin API. */
+  get protocol(): ConnectionProtocol {
+    return this.#wire?.protocol ?? this.#protocol;
+  }
+
+  /** How long the device may stay silent; undefined: the edge's 2 x heartbeat. */
+  get idleMs(): number | undefined {
+    return this.#idleMs;
+  }
+
+  /** The device's own keep-alive bound (MQTT), in place of the edge's idle timeout. */
+  setIdleMs(idleMs: number): void {
+    this.#idleMs = idleMs;
   }
 
   get state(): SessionState {
@@ -144,6 +172,10 @@ export class Session {
   /** Bytes from the socket; whatever goes wrong handling them ends this connection only. */
   receive(chunk: Buffer): void {
     try {
+      if (this.#wire !== undefined) {
+        this.#wire.receive(chunk);
+        return;
+      }
       if (this.#state.phase === "hello" && this.#splitter.pendingBytes === 0 && !mayStartObject(chunk)) {
         // Before hello only a JSON object can come: junk is cut at its first byte, not held.
         this.sendError({ code: "bad_frame", message: "expected a hello frame (a JSON object)" });
@@ -273,10 +305,12 @@ export class Session {
       // A repeat of an answer still unacked: the earlier copy counts as delivered with it.
       this.#answers.get(requestId)?.(true);
       this.#answers.set(requestId, once(done));
+      this.#wire?.answerNext();
       this.write(frame);
       return;
     }
     const report = once(done);
+    this.#wire?.answerNext();
     this.write(frame, (error) => report(error === undefined || error === null));
   }
 
@@ -319,10 +353,15 @@ export class Session {
   }
 
   /** Writes a frame; a socket that does not keep up with its frames is cut. */
-  write(data: string | Buffer, flushed?: (error?: Error | null) => void): void {
+  write(frame: string | Buffer, flushed?: (error?: Error | null) => void): void {
     const socket = this.socket;
     if (socket.destroyed || socket.writableEnded) {
       flushed?.(new Error("connection closed"));
+      return;
+    }
+    const data = this.#wire === undefined ? frame : this.#wire.encode(frame);
+    if (data === undefined) {
+      flushed?.(null);
       return;
     }
     if (!this.#corked) {
@@ -361,8 +400,10 @@ export class Session {
     this.#giveBackBudget();
     this.#splitter.stop();
     const socket = this.socket;
-    if (lastFrame !== undefined && !socket.destroyed) {
-      socket.write(lastFrame);
+    const last = lastFrame === undefined || this.#wire === undefined ? lastFrame : this.#wire.encode(lastFrame);
+    this.#wire?.stop();
+    if (last !== undefined && !socket.destroyed) {
+      socket.write(last);
       this.#metrics.frameOut("bye");
     }
     if (destroy) socket.destroy();

@@ -38,6 +38,8 @@ export interface FleetOptions {
   readonly workerEnv?: Readonly<Record<string, string>>;
   /** Start a replacement when a process exits without being told to (default true). */
   readonly supervise?: boolean;
+  /** Extra Node flags for every process (a benchmark's --cpu-prof, say). */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** One edge or worker process. */
@@ -213,6 +215,8 @@ export class Fleet {
         TETHER_AUTH_SECRET: AUTH_SECRET,
         TETHER_DEVICE_HOST: "127.0.0.1",
         TETHER_DEVICE_PORT: String(devicePort),
+        TETHER_MQTT_PORT: "0",
+        TETHER_WS_PORT: "0",
         TETHER_EDGE_HTTP_PORT: String(httpPort),
         ...this.options.edgeEnv,
         ...extra,
@@ -271,7 +275,7 @@ export class Fleet {
     const managed = new ManagedProcess({
       name,
       command: process.execPath,
-      args: ["--import", "tsx", join("services", role, "main.ts")],
+      args: [...(this.options.nodeArgs ?? []), "--import", "tsx", join("services", role, "main.ts")],
       cwd: repoRoot,
       logFile: join(this.dir, `${name}.log`),
       env: { ...this.#env(), ...env },

@@ -69,6 +69,8 @@ async function startProcess(script: string, env: Record<string, string>, readyPa
     env: {
       ...env,
       TETHER_DEVICE_PORT: String(port),
+      TETHER_MQTT_PORT: "0",
+      TETHER_WS_PORT: "0",
       TETHER_EDGE_HTTP_PORT: String(httpPort),
       TETHER_WORKER_HTTP_PORT: String(httpPort),
     },

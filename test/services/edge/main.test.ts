@@ -40,6 +40,8 @@ describe("edge process", () => {
     const edge = startEdgeProcess({
       TETHER_ENV: "development",
       TETHER_DEVICE_PORT: String(port),
+      TETHER_MQTT_PORT: "0",
+      TETHER_WS_PORT: "0",
       TETHER_EDGE_HTTP_PORT: String(httpPort),
       TETHER_DRAIN_MS: "300",
       TETHER_LOG_LEVEL: "warn",

@@ -32,6 +32,8 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     env: {
       ...process.env,
       TETHER_DEVICE_PORT: String(devicePort),
+      TETHER_MQTT_PORT: "0",
+      TETHER_WS_PORT: "0",
       TETHER_ADMIN_PORT: String(adminPort),
       TETHER_EDGE_HTTP_PORT: "0",
       TETHER_DRAIN_MS: "500",
