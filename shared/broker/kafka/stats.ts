@@ -34,6 +34,22 @@ export function watchStatistics(client: object, listener: StatisticsListener | u
 
 type Json = Record<string, unknown>;
 
+/**
+ * How far behind the partition's end this client reads: from the next message it will hand
+ * over (`app_offset`) to the end (`hi_offset`). A consumer that commits nothing to Kafka (the
+ * edge's reply slot keeps its offset in DynamoDB) has no committed offset, so librdkafka's own
+ * `consumer_lag` is only the fallback, before a first message was handed over.
+ */
+function lagOf(partition: Json): number {
+  const end = partition.hi_offset;
+  const position = partition.app_offset;
+  if (typeof end === "number" && typeof position === "number" && end >= 0 && position >= 0) {
+    return Math.max(0, end - position);
+  }
+  const lag = partition.consumer_lag;
+  return typeof lag === "number" && lag >= 0 ? lag : -1;
+}
+
 function object(value: unknown): Json | undefined {
   return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Json) : undefined;
 }
@@ -82,8 +98,7 @@ export function parseStatistics(text: string): ClientStatistics | null {
       const number = Number(id);
       if (partition === undefined || !Number.isInteger(number) || number < 0) continue;
       if (partition.fetch_state === undefined || partition.fetch_state === "none") continue;
-      const lag = partition.consumer_lag;
-      partitions.push({ topic, partition: number, lag: typeof lag === "number" && lag >= 0 ? lag : -1 });
+      partitions.push({ topic, partition: number, lag: lagOf(partition) });
     }
   }
   return {
