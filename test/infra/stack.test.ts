@@ -7,10 +7,12 @@ import { App, Stack, Validations } from "aws-cdk-lib";
 import { Match, Template } from "aws-cdk-lib/assertions";
 import * as ec2 from "aws-cdk-lib/aws-ec2";
 import type * as iam from "aws-cdk-lib/aws-iam";
+import * as cxapi from "aws-cdk-lib/cx-api";
 import { AwsSolutionsChecks } from "cdk-nag";
 import type { IConstruct } from "constructs";
 import { createApp } from "../../infra/lib/app.ts";
-import { settingsFromContext } from "../../infra/lib/settings.ts";
+import { DEFAULT_COLLECTOR_IMAGE } from "../../infra/lib/collector.ts";
+import { InvalidContextError, settingsFromContext } from "../../infra/lib/settings.ts";
 import type { TetherStack } from "../../infra/lib/tether-stack.ts";
 
 /** cdk.json's context (the feature flags), as `cdk synth` gives it to the app. */
@@ -507,7 +509,12 @@ describe("IAM per role", () => {
       "topic/tether-test/<select>/downlink",
       "topic/tether-test/<select>/replies",
     ]);
-    for (const action of ["kafka-cluster:ReadData", "kafka-cluster:AlterGroup", "kafka-cluster:CreateTopic"]) {
+    for (const action of [
+      "kafka-cluster:ReadData",
+      "kafka-cluster:AlterGroup",
+      "kafka-cluster:CreateTopic",
+      "kafka-cluster:AlterTopic",
+    ]) {
       assert.deepEqual(kafkaResources(statements, action), [], action);
     }
     assert.equal(kafkaResources(statements, "kafka-cluster:DescribeTopic").length, 6);
@@ -916,6 +923,11 @@ describe("cdk-nag", () => {
       privateSubnetIds: "subnet-a,subnet-b",
     },
     "an external Kafka cluster": external,
+    "Graviton tasks in two zones with HTTPS for the admin API": {
+      cpuArchitecture: "arm64",
+      maxAzs: "2",
+      adminCertificateArn,
+    },
   };
   for (const [name, context] of Object.entries(configurations)) {
     test(`the AwsSolutions pack finds nothing unacknowledged in ${name}`, () => {
@@ -955,6 +967,289 @@ describe("cdk-nag", () => {
     for (const [where, reason] of Object.entries(reasons)) {
       assert.ok(reason.length >= 60 && /[.)]$/.test(reason.trim()), `${where}: ${reason}`);
     }
+  });
+});
+
+describe("feature flags", () => {
+  test("cdk.json turns on every feature flag the installed aws-cdk-lib recommends, with the recommended value", () => {
+    const recommended = cxapi.CURRENTLY_RECOMMENDED_FLAGS as Record<string, unknown>;
+    assert.ok(Object.keys(recommended).length > 50);
+    for (const [flag, value] of Object.entries(recommended)) {
+      assert.deepEqual(cdkJsonContext[flag], value, flag);
+    }
+    const { stack } = build();
+    for (const flag of ["@aws-cdk/aws-ec2:restrictDefaultSecurityGroup", "@aws-cdk/aws-iam:minimizePolicies"]) {
+      assert.equal(stack.node.tryGetContext(flag), true, flag);
+    }
+  });
+
+  test("with the flags on, the VPC's default security group is stripped of its rules", () => {
+    build().template.resourceCountIs("Custom::VpcRestrictDefaultSG", 1);
+  });
+});
+
+describe("zones and architecture", () => {
+  const subnets = (built: Built) => Object.values(built.template.findResources("AWS::EC2::Subnet"));
+  const zonesOf = (built: Built) =>
+    [...new Set(subnets(built).map((subnet) => JSON.stringify((subnet.Properties as Json).AvailabilityZone)))].sort();
+
+  test("a new VPC spans three availability zones by default: public and private subnets in each, resolved at deploy time", () => {
+    const built = build();
+    assert.equal(subnets(built).length, 6);
+    assert.deepEqual(
+      zonesOf(built),
+      [0, 1, 2].map((index) => JSON.stringify({ "Fn::Select": [index, { "Fn::GetAZs": "" }] })).sort(),
+    );
+    built.template.resourceCountIs("AWS::EC2::NatGateway", 1);
+    const msk = Object.values(built.template.findResources("AWS::MSK::ServerlessCluster"))[0]?.Properties as Json;
+    const mskSubnets = ((msk.VpcConfigs as Json[])[0]?.SubnetIds as unknown[]) ?? [];
+    assert.equal(mskSubnets.length, 3, "MSK reaches into the three private subnets");
+  });
+
+  test("production runs a NAT gateway in each of the three zones, and maxAzs=2 builds two zones", () => {
+    build(prodContext).template.resourceCountIs("AWS::EC2::NatGateway", 3);
+    const two = build({ maxAzs: "2" });
+    assert.equal(subnets(two).length, 4);
+    assert.throws(() => settingsFromContext((key) => (key === "maxAzs" ? "1" : undefined)), /maxAzs/);
+  });
+
+  test("every task runs on x86_64 by default, and on Graviton (ARM64) with cpuArchitecture=arm64", () => {
+    const architectures = (built: Built) =>
+      Object.values(built.template.findResources("AWS::ECS::TaskDefinition")).map(
+        (definition) => ((definition.Properties as Json).RuntimePlatform as Json).CpuArchitecture,
+      );
+    assert.deepEqual(architectures(build()), ["X86_64", "X86_64", "X86_64"]);
+    assert.deepEqual(architectures(build({ cpuArchitecture: "arm64" })), ["ARM64", "ARM64", "ARM64"]);
+    assert.throws(
+      () => settingsFromContext((key) => (key === "cpuArchitecture" ? "sparc" : undefined)),
+      /cpuArchitecture must be x86_64 or arm64/,
+    );
+  });
+
+  test("the image is built for the tasks' platform: linux/arm64 for Graviton, linux/amd64 otherwise", () => {
+    const platformOf = (context: Record<string, unknown>): string[] => {
+      const outdir = mkdtempSync(join(tmpdir(), "tether-cdk-"));
+      try {
+        const { app, stack } = createApp({
+          context: { ...cdkJsonContext, region: "eu-west-1", ...context },
+          outdir,
+          builtinValidation: false,
+        });
+        app.synth();
+        const assets = JSON.parse(readFileSync(join(outdir, `${stack.stackName}.assets.json`), "utf8")) as {
+          dockerImages: Record<string, { source: { platform?: string } }>;
+        };
+        return Object.values(assets.dockerImages).map((image) => image.source.platform ?? "none");
+      } finally {
+        rmSync(outdir, { recursive: true, force: true });
+      }
+    };
+    assert.deepEqual(platformOf({ env: "graviton", cpuArchitecture: "arm64" }), ["linux/arm64"]);
+    assert.deepEqual(platformOf({ env: "intel" }), ["linux/amd64"]);
+  });
+});
+
+describe("topics and partitions", () => {
+  test("maxEdges and workPartitions reach every service as TETHER_MAX_EDGES and TETHER_WORK_PARTITIONS", () => {
+    const defaults = build();
+    const raised = build({ maxEdges: "128", workPartitions: "24" });
+    for (const name of ["edge", "worker", "admin"] as const) {
+      assert.equal(environmentOf(defaults, name).TETHER_WORK_PARTITIONS, "12", name);
+      assert.equal(environmentOf(raised, name).TETHER_MAX_EDGES, "128", name);
+      assert.equal(environmentOf(raised, name).TETHER_WORK_PARTITIONS, "24", name);
+    }
+  });
+
+  test("the edge and worker roles may create and grow (alter) exactly the Tether topics", () => {
+    const built = build();
+    for (const role of [roles(built.stack).edge, roles(built.stack).worker]) {
+      const statements = statementsOf(built, role);
+      const created = kafkaResources(statements, "kafka-cluster:CreateTopic");
+      assert.equal(created.length, 6);
+      assert.deepEqual(kafkaResources(statements, "kafka-cluster:AlterTopic"), created);
+    }
+  });
+});
+
+describe("admin HTTPS", () => {
+  test("with adminCertificateArn the admin ALB serves HTTPS on 443 with it and no plain HTTP, and the URL says https", () => {
+    const built = build({ adminCertificateArn });
+    built.template.hasResourceProperties("AWS::ElasticLoadBalancingV2::Listener", {
+      Port: 443,
+      Protocol: "HTTPS",
+      Certificates: [{ CertificateArn: adminCertificateArn }],
+      SslPolicy: Match.stringLikeRegexp("^ELBSecurityPolicy-TLS13"),
+    });
+    const http = built.template.findResources("AWS::ElasticLoadBalancingV2::Listener", {
+      Properties: { Protocol: "HTTP" },
+    });
+    assert.deepEqual(Object.keys(http), []);
+    built.template.hasResourceProperties("AWS::EC2::SecurityGroup", {
+      GroupDescription: "Tether admin API load balancer (internal)",
+      SecurityGroupIngress: [Match.objectLike({ FromPort: 443, ToPort: 443 })],
+    });
+    const outputs = built.template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    assert.match(render(outputs.AdminUrl?.Value), /^https:\/\/<AdminLoadBalancer\w+\.DNSName>$/);
+  });
+
+  test("a production deploy without adminCertificateArn is refused at synth, with a message that names the context key", () => {
+    assert.throws(
+      () => createApp({ context: { ...baseContext, env: "prod", certificateArn: deviceCertificateArn } }),
+      (error: unknown) =>
+        error instanceof InvalidContextError &&
+        /production \(env=prod\) needs adminCertificateArn/.test(error.message) &&
+        /-c adminCertificateArn=arn:aws:acm:/.test(error.message),
+    );
+    assert.throws(
+      () => settingsFromContext((key) => ({ env: "staging", production: "true" })[key]),
+      /needs adminCertificateArn/,
+    );
+    assert.throws(
+      () => settingsFromContext((key) => (key === "adminCertificateArn" ? "not-an-arn" : undefined)),
+      /adminCertificateArn must be the ARN of an ACM certificate/,
+    );
+    assert.doesNotThrow(() => settingsFromContext((key) => ({ env: "staging" })[key]));
+  });
+});
+
+describe("metrics collector", () => {
+  const ports = { edge: 9090, worker: 9091, admin: 8080 } as const;
+
+  function collectorOf(built: Built, service: keyof typeof ports): Json {
+    const definitions = built.template.findResources("AWS::ECS::TaskDefinition");
+    for (const definition of Object.values(definitions)) {
+      const containers = (definition.Properties as Json).ContainerDefinitions as Json[];
+      if (!containers.some((container) => container.Name === service)) continue;
+      const collector = containers.find((container) => container.Name === "collector");
+      assert.ok(collector, `${service} has a collector`);
+      return collector;
+    }
+    throw new Error(`no task of ${service}`);
+  }
+
+  function configOf(collector: Json): Json {
+    const entries = collector.Environment as { Name: string; Value: unknown }[];
+    const content = entries.find((entry) => entry.Name === "AOT_CONFIG_CONTENT");
+    assert.ok(content, "the configuration is passed in AOT_CONFIG_CONTENT");
+    return JSON.parse(render(content.Value)) as Json;
+  }
+
+  test("every task runs the pinned ADOT collector beside the service, not essential, with its own health check and logs", () => {
+    const built = build();
+    for (const service of ["edge", "worker", "admin"] as const) {
+      const collector = collectorOf(built, service);
+      assert.equal(collector.Image, DEFAULT_COLLECTOR_IMAGE, service);
+      assert.match(String(collector.Image), /^public\.ecr\.aws\/aws-observability\/aws-otel-collector:v\d+\.\d+\.\d+$/);
+      assert.equal(collector.Essential, false, service);
+      assert.deepEqual((collector.HealthCheck as Json).Command, ["CMD", "/healthcheck"], service);
+      const logs = (collector.LogConfiguration as Json).Options as Json;
+      assert.equal(logs["awslogs-stream-prefix"], "collector", service);
+    }
+    const custom = build({ collectorImage: "123456789012.dkr.ecr.eu-west-1.amazonaws.com/otel:1" });
+    assert.equal(collectorOf(custom, "edge").Image, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/otel:1");
+  });
+
+  test("the collector scrapes its own service's /metrics on loopback and writes EMF to the metrics log group in the Tether namespace", () => {
+    const built = build();
+    const metricsLogs = logicalId(built.stack, built.stack.node.findChild("MetricsLogs"));
+    for (const service of ["edge", "worker", "admin"] as const) {
+      const config = configOf(collectorOf(built, service));
+      const scrape = ((((config.receivers as Json).prometheus as Json).config as Json).scrape_configs as Json[])[0]!;
+      assert.equal(scrape.metrics_path, "/metrics");
+      const target = (scrape.static_configs as Json[])[0]!;
+      assert.deepEqual(target.targets, [`127.0.0.1:${ports[service]}`]);
+      assert.deepEqual(target.labels, { Environment: "test", Service: service });
+      const emf = (config.exporters as Json).awsemf as Json;
+      assert.equal(emf.namespace, "Tether");
+      assert.equal(emf.log_group_name, `<${metricsLogs}>`);
+      const declarations = emf.metric_declarations as Json[];
+      assert.deepEqual(declarations[0]?.dimensions, [["Environment", "Service"]]);
+      const pipeline = ((config.service as Json).pipelines as Json).metrics as Json;
+      assert.deepEqual(pipeline.receivers, ["prometheus"]);
+      assert.deepEqual(pipeline.exporters, ["awsemf"]);
+    }
+  });
+
+  test("each task role may write to the metrics log group and nowhere else in CloudWatch Logs", () => {
+    const built = build();
+    const metricsLogs = logicalId(built.stack, built.stack.node.findChild("MetricsLogs"));
+    for (const [name, role] of Object.entries(roles(built.stack))) {
+      const statements = statementsOf(built, role).filter((statement) =>
+        statement.actions.some((action) => action.startsWith("logs:")),
+      );
+      const actions = statements.flatMap((statement) => statement.actions).sort();
+      assert.deepEqual(actions, ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"], name);
+      for (const resource of statements.flatMap((statement) => statement.resources)) {
+        assert.equal(resource, `<${metricsLogs}.Arn>`, name);
+      }
+    }
+  });
+});
+
+describe("dashboard", () => {
+  function widgetsOf(built: Built): Json[] {
+    const dashboards = Object.values(built.template.findResources("AWS::CloudWatch::Dashboard"));
+    assert.equal(dashboards.length, 1);
+    const properties = dashboards[0]!.Properties as Json;
+    assert.equal(properties.DashboardName, "Tether-test");
+    return (JSON.parse(render(properties.DashboardBody)) as { widgets: Json[] }).widgets;
+  }
+  const metricNames = (widget: Json): string[] =>
+    (((widget.properties as Json).metrics as unknown[][] | undefined) ?? []).map((metric) =>
+      metric.filter((part) => typeof part === "string").join(" "),
+    );
+
+  test("the dashboard shows connections, request rate, ack and round-trip latency, consumer lag, dead letters, lease events and event-loop lag", () => {
+    const widgets = widgetsOf(build());
+    const byTitle = (title: RegExp): string[] => {
+      const widget = widgets.find((candidate) => title.test(String((candidate.properties as Json).title)));
+      assert.ok(widget, String(title));
+      return metricNames(widget);
+    };
+    const has = (names: string[], part: string) =>
+      assert.ok(
+        names.some((name) => name.includes(part)),
+        part,
+      );
+    has(byTitle(/^Device connections/), "ActiveFlowCount");
+    has(byTitle(/^Device connections/), "tether_edge_connections");
+    has(byTitle(/^Requests per minute/), "tether_edge_requests_total");
+    has(byTitle(/^Requests per minute/), "tether_worker_handled_total");
+    has(byTitle(/^Ack and round-trip latency/), "tether_edge_ack_latency_seconds");
+    has(byTitle(/^Ack and round-trip latency/), "tether_edge_reply_latency_seconds");
+    has(byTitle(/^Consumer lag/), "SumOffsetLag");
+    has(byTitle(/^Consumer lag/), "tether_worker_consumer_lag");
+    has(byTitle(/^Dead letters/), "tether_worker_dead_lettered_total");
+    has(byTitle(/^Reply slot leases/), "tether_edge_lease_losses_total");
+    has(byTitle(/^Reply slot leases/), "tether_edge_lease_renewals_total");
+    has(byTitle(/^Event-loop lag/), "nodejs_eventloop_lag_p99_seconds");
+    const status = widgets.find((widget) => widget.type === "alarm");
+    assert.ok(status, "an alarm status widget");
+    assert.equal(((status.properties as Json).alarms as unknown[]).length, alarmsOf(build()).length);
+  });
+
+  test("every metric the dashboard and the alarms read from the Tether namespace is one the services export", () => {
+    const sources = [
+      "services/edge/metrics.ts",
+      "services/worker/metrics.ts",
+      "services/admin/metrics.ts",
+      "shared/telemetry/metrics.ts",
+      "node_modules/prom-client/lib/metrics/eventLoopLag.js",
+    ]
+      .map((path) => readFileSync(new URL(`../../${path}`, import.meta.url), "utf8"))
+      .join("\n");
+    const built = build();
+    const fromDashboard = widgetsOf(built)
+      .flatMap((widget) => ((widget.properties as Json).metrics as unknown[][] | undefined) ?? [])
+      .filter((metric) => metric[0] === "Tether")
+      .map((metric) => String(metric[1]));
+    const fromAlarms = alarmsOf(built)
+      .flatMap(metricsOfAlarm)
+      .filter((metric) => metric.Namespace === "Tether")
+      .map((metric) => String(metric.MetricName));
+    const names = [...new Set([...fromDashboard, ...fromAlarms])];
+    assert.ok(names.length >= 10, names.join(", "));
+    for (const name of names) assert.ok(sources.includes(`"${name}"`) || sources.includes(`'${name}'`), name);
   });
 });
 
