@@ -8,6 +8,7 @@ import { hmacToken, jwtHs256Key } from "../../shared/auth/index.ts";
 import { isValidDeviceId } from "../../shared/protocol/index.ts";
 import type { TetherClientOptions } from "../../shared/sdk/index.ts";
 import { type CliIo, UsageError } from "./io.ts";
+import { suggest } from "./suggest.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -16,14 +17,42 @@ export interface Parsed {
   readonly positionals: readonly string[];
 }
 
-/** parseArgs, strict, with its errors turned into usage errors. */
+/**
+ * Parses a command's arguments. Every option must be one of `options`: an unknown one, a string
+ * option without its value or a flag given a value is a usage error that says so in one line
+ * and names the option meant, when one is close ("did you mean --port?").
+ */
 export function parse(args: readonly string[], options: Options): Parsed {
-  try {
-    const result = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
-    return { values: result.values as Parsed["values"], positionals: result.positionals };
-  } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
+  // Lenient, so that the checks below can word the errors; nothing unchecked gets through.
+  const result = parseArgs({ args: [...args], options, allowPositionals: true, strict: false, tokens: true });
+  for (const token of result.tokens) {
+    if (token.kind !== "option") continue;
+    const option = options[token.name];
+    if (option === undefined) throw new UsageError(unknownOption(token.rawName, Object.keys(options)));
+    if (option.type === "boolean" && token.value !== undefined) {
+      throw new UsageError(`${token.rawName} takes no value, got ${JSON.stringify(token.value)}`);
+    }
+    // `--port --tls`: the next option is not a value (a value may still start with one dash: `-5`).
+    if (
+      option.type === "string" &&
+      (token.value === undefined || (!token.inlineValue && token.value.startsWith("--")))
+    ) {
+      throw new UsageError(`${token.rawName} needs a value`);
+    }
   }
+  return { values: result.values as Parsed["values"], positionals: result.positionals };
+}
+
+/** Option names every command takes, handled before its own parsing. */
+const HELP_OPTIONS = ["help"];
+
+function unknownOption(rawName: string, names: readonly string[]): string {
+  const bare = rawName.replace(/^--?/, "");
+  const guess = /^[A-Za-z][A-Za-z-]*$/.test(bare) ? suggest(bare, [...names, ...HELP_OPTIONS]) : undefined;
+  if (guess !== undefined) return `unknown option ${rawName}; did you mean --${guess}?`;
+  // `send echo -1`: a JSON body (or any argument) that starts with a dash goes after `--`.
+  if (!/^[A-Za-z]/.test(bare)) return `unknown option ${rawName}; an argument that starts with "-" goes after "--"`;
+  return `unknown option ${rawName}`;
 }
 
 export function stringOption(parsed: Parsed, name: string): string | undefined {

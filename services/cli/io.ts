@@ -9,7 +9,7 @@ export interface CliIo {
   readonly signal: AbortSignal;
 }
 
-/** A mistake in how the command was called: printed with the usage, exit code 2. */
+/** A mistake in how the command was called: printed in one line, exit code 2. */
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);
@@ -24,6 +24,17 @@ export class CommandError extends Error {
     super(message);
     this.name = "CommandError";
     this.exitCode = exitCode;
+  }
+}
+
+/** Exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it. */
+export const INTERRUPTED_EXIT_CODE = 130;
+
+/** The command was stopped by Ctrl-C before it finished: exit code 130, nothing more to print. */
+export class Interrupted extends Error {
+  constructor() {
+    super("interrupted");
+    this.name = "Interrupted";
   }
 }
 

@@ -14,7 +14,8 @@ import {
   parse,
   stringOption,
 } from "../args.ts";
-import { type CliIo, CommandError, UsageError, writeLine } from "../io.ts";
+import { connectFirst } from "../connecting.ts";
+import { type CliIo, CommandError, INTERRUPTED_EXIT_CODE, Interrupted, UsageError, writeLine } from "../io.ts";
 
 export const benchUsage = `tether bench --devices N (--rate R | --max) --duration S [options] [connection options]
   N devices send requests for S seconds, either R requests/s in total (open loop) or, with --max,
@@ -46,6 +47,7 @@ export interface BenchOptions {
 
 export interface LatencySummary {
   readonly count: number;
+  readonly min: number;
   readonly p50: number;
   readonly p90: number;
   readonly p99: number;
@@ -129,6 +131,7 @@ export async function benchCommand(args: readonly string[], io: CliIo): Promise<
   const result = await runBench(options, settings, { progress, signal: io.signal });
   if (json) writeLine(io.stdout, JSON.stringify(result));
   else writeLine(io.stdout, formatResult(result));
+  if (result.interrupted) return INTERRUPTED_EXIT_CODE;
   if (result.connect.connected === 0) throw new CommandError("no device could connect");
   return result.connect.failed > 0 || result.requests.ok === 0 ? 1 : 0;
 }
@@ -157,34 +160,62 @@ export async function runBench(
   const checkEcho = options.type === "echo";
   const clients: TetherClient[] = [];
   const connectStarted = performance.now();
-  let failedConnects = 0;
+  const connects = { connected: 0, failed: 0 };
+  let interrupted = deps.signal.aborted;
+  const onAbort = (): void => {
+    interrupted = true;
+  };
+  deps.signal.addEventListener("abort", onAbort, { once: true });
+  const aborted = new Promise<void>((resolve) => {
+    if (deps.signal.aborted) resolve();
+    else deps.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
   try {
-    const attempts: Array<Promise<void>> = [];
-    const gapMs = options.connectRate === undefined ? 0 : 1000 / options.connectRate;
-    for (let i = 0; i < options.devices && !deps.signal.aborted; i++) {
-      const deviceId = `${options.deviceIdPrefix}-${i}`;
+    const newClient = async (i: number): Promise<TetherClient> => {
       const client = new TetherClient(
-        await clientOptions(settings, deviceId, {
+        await clientOptions(settings, `${options.deviceIdPrefix}-${i}`, {
           reconnect: { initialMs: 100, maxMs: 2000, jitter: 1 },
           ...(options.spreadAddresses > 0 ? { localAddress: `127.0.0.${2 + (i % options.spreadAddresses)}` } : {}),
         }),
       );
       clients.push(client);
+      return client;
+    };
+    // One device first, alone: an edge that is not there (wrong port, wrong secret) fails the run
+    // at once, instead of every device waiting out its connect timeout to report zeros.
+    try {
+      await connectFirst(await newClient(0), settings, deps.signal);
+      connects.connected++;
+    } catch (error) {
+      if (!(error instanceof Interrupted)) throw error;
+    }
+    const connecting =
+      deps.progress === undefined || options.devices === 1 || interrupted
+        ? undefined
+        : startConnectProgress(deps.progress, options.devices, connects);
+    const attempts: Array<Promise<void>> = [];
+    const gapMs = options.connectRate === undefined ? 0 : 1000 / options.connectRate;
+    for (let i = 1; i < options.devices && !interrupted; i++) {
+      const client = await newClient(i);
       attempts.push(
         withTimeout(client.connect(), settings.timeoutMs, "connect").then(
-          () => {},
           () => {
-            failedConnects++;
+            connects.connected++;
+          },
+          () => {
+            connects.failed++;
           },
         ),
       );
-      if (gapMs > 0) await sleepUntil(connectStarted + (i + 1) * gapMs);
+      if (gapMs > 0) await sleepUntil(connectStarted + i * gapMs, deps.signal);
       else if (i % 500 === 499) await new Promise((resolve) => setImmediate(resolve));
     }
-    await Promise.all(attempts);
+    // Ctrl-C stops the wait too: devices still connecting then count as neither.
+    await Promise.race([Promise.all(attempts), aborted]);
+    connecting?.stop();
     const connectMs = performance.now() - connectStarted;
-    const connected = clients.length - failedConnects;
-    const live = clients.filter((c) => c.status === "open");
+    const { connected, failed: failedConnects } = connects;
+    const live = interrupted ? [] : clients.filter((c) => c.status === "open");
 
     const histogram = build({ numberOfSignificantValueDigits: 3, lowestDiscernibleValue: 1 });
     const counters: Counters = { sent: 0, ok: 0, errors: 0, errorsByCode: new Map(), inFlight: 0 };
@@ -213,16 +244,9 @@ export async function runBench(
       );
     };
 
-    let stopped = false;
-    let interrupted = false;
-    const onAbort = (): void => {
-      stopped = true;
-      interrupted = true;
-    };
-    deps.signal.addEventListener("abort", onAbort, { once: true });
-
+    const stopped = (): boolean => interrupted;
     if (options.warmupSec > 0 && live.length > 0) {
-      await drive(options, live, issue, options.warmupSec * 1000, () => stopped);
+      await drive(options, live, issue, options.warmupSec * 1000, stopped, deps.signal);
       measuring = true;
     }
     const runStarted = performance.now();
@@ -233,14 +257,13 @@ export async function runBench(
     if (live.length > 0) {
       // Counters restart for the measured window: warmup requests are not counted.
       counters.sent = 0;
-      await drive(options, live, issue, options.durationSec * 1000, () => stopped);
+      await drive(options, live, issue, options.durationSec * 1000, stopped, deps.signal);
     }
     const runEnded = performance.now();
     // Answers still on their way count; wait for them up to the request timeout.
     const drainDeadline = Date.now() + settings.timeoutMs + 1000;
     while (counters.inFlight > 0 && Date.now() < drainDeadline && !interrupted) await sleep(5);
     reporter?.stop();
-    deps.signal.removeEventListener("abort", onAbort);
 
     const elapsedSec = (runEnded - runStarted) / 1000;
     return {
@@ -270,6 +293,7 @@ export async function runBench(
       interrupted,
     };
   } finally {
+    deps.signal.removeEventListener("abort", onAbort);
     await Promise.allSettled(clients.map((c) => c.close()));
   }
 }
@@ -279,13 +303,18 @@ function countError(counters: Counters, code: string): void {
   counters.errorsByCode.set(code, (counters.errorsByCode.get(code) ?? 0) + 1);
 }
 
-/** Issues load for `durationMs`: open loop at a rate, or closed loop with `concurrency` per device. */
+/**
+ * Issues load for `durationMs`: closed loop with `concurrency` open per device, or open loop at
+ * a rate. At a rate, request k is due k/rate seconds into the window (the first at once), so the
+ * window sends exactly every request due within it: rate x duration of them, rounded up.
+ */
 async function drive(
   options: BenchOptions,
   clients: readonly TetherClient[],
   issue: (client: TetherClient) => Promise<void>,
   durationMs: number,
   isStopped: () => boolean,
+  signal: AbortSignal,
 ): Promise<void> {
   const started = performance.now();
   const endAt = started + durationMs;
@@ -304,34 +333,50 @@ async function drive(
     return;
   }
   const rate = options.rate ?? 1;
+  const total = requestsDue(rate, durationMs / 1000);
   let issued = 0;
   let next = 0;
-  while (!isStopped()) {
-    const now = performance.now();
-    if (now >= endAt) break;
-    const due = Math.floor(((now - started) / 1000) * rate);
+  while (issued < total && !isStopped()) {
+    const elapsedSec = (performance.now() - started) / 1000;
+    const due = Math.min(total, Math.floor(elapsedSec * rate) + 1);
     while (issued < due) {
       const client = clients[next];
       next = (next + 1) % clients.length;
       issued++;
       if (client !== undefined) void issue(client);
     }
+    if (issued >= total) break;
     // About 1 ms granularity: fine enough for latency, light enough for a 2-core machine.
-    const nextDueAt = started + ((issued + 1) / rate) * 1000;
-    await sleep(Math.max(0, Math.min(nextDueAt, endAt) - performance.now()));
+    await sleepUntil(started + (issued / rate) * 1000, signal);
   }
+  // The window is the whole duration, though its last request went out up to 1/rate before the end.
+  if (!isStopped()) await sleepUntil(endAt, signal);
 }
 
-function summarize(histogram: Histogram): LatencySummary {
-  const ms = (us: number): number => round(us / 1000, 3);
-  if (histogram.totalCount === 0) return { count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0, mean: 0 };
+/** Requests due within a window of `durationSec` at `rate` per second, one at its start. */
+export function requestsDue(rate: number, durationSec: number): number {
+  // The epsilon keeps 0.1 x 30 (3.0000000000000004 in floating point) at 3.
+  return Math.max(1, Math.ceil(rate * durationSec - 1e-9));
+}
+
+/**
+ * Latency figures in milliseconds from a histogram of microseconds. A percentile is the top of
+ * its bucket (3 significant digits), which can lie past the largest value recorded; every figure
+ * is clamped to the recorded min and max, which are exact.
+ */
+export function summarize(histogram: Histogram): LatencySummary {
+  if (histogram.totalCount === 0) return { count: 0, min: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0, mean: 0 };
+  const low = histogram.minNonZeroValue;
+  const high = histogram.maxValue;
+  const ms = (us: number): number => round(Math.min(high, Math.max(low, us)) / 1000, 3);
   return {
     count: histogram.totalCount,
+    min: ms(low),
     p50: ms(histogram.getValueAtPercentile(50)),
     p90: ms(histogram.getValueAtPercentile(90)),
     p99: ms(histogram.getValueAtPercentile(99)),
     p999: ms(histogram.getValueAtPercentile(99.9)),
-    max: ms(histogram.maxValue),
+    max: ms(high),
     mean: ms(histogram.mean),
   };
 }
@@ -354,7 +399,7 @@ function startProgress(
     const rate = window > 0 ? (counters.ok - lastOk) / window : 0;
     lastOk = counters.ok;
     lastAt = now;
-    const p99 = histogram.totalCount > 0 ? (histogram.getValueAtPercentile(99) / 1000).toFixed(2) : "-";
+    const p99 = histogram.totalCount > 0 ? summarize(histogram).p99.toFixed(2) : "-";
     const seconds = `${(elapsed / 1000).toFixed(1)}/${options.durationSec}s`;
     const stats = `${formatInt(Math.round(rate))} req/s  p99 ${p99} ms  errors ${formatInt(counters.errors)}`;
     if (tty) {
@@ -366,8 +411,47 @@ function startProgress(
       stream.write(
         `\r${text.slice(0, columns - 1).padEnd(Math.min(columns - 1, text.length + 2))}${final ? "\n" : ""}`,
       );
-    } else if (!final) {
+    } else if (!final || lines === 0) {
+      lines++;
       stream.write(`bench ${seconds}  ok ${formatInt(counters.ok)}  ${stats}\n`);
+    }
+  };
+  // Lines written without a terminal; a run shorter than a tick still gets one, at its end.
+  let lines = 0;
+  const timer = setInterval(() => render(false), tty ? 250 : 1000);
+  timer.unref();
+  return {
+    stop() {
+      clearInterval(timer);
+      render(true);
+    },
+  };
+}
+
+/** While devices connect: how many have, of how many, once a second (a bar on a terminal). */
+function startConnectProgress(
+  stream: NonNullable<RunDeps["progress"]>,
+  total: number,
+  counts: { readonly connected: number; readonly failed: number },
+): { stop(): void } {
+  const tty = stream.isTTY === true;
+  // Connecting that is over before the first tick leaves no trace.
+  let shown = false;
+  const render = (final: boolean): void => {
+    shown = true;
+    const done = counts.connected + counts.failed;
+    const text = `connecting ${formatInt(counts.connected)}/${formatInt(total)} devices, ${formatInt(counts.failed)} failed`;
+    if (tty) {
+      const width = 20;
+      const filled = Math.round((done / total) * width);
+      const bar = `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${String(Math.round((done / total) * 100)).padStart(3)}%`;
+      const line = `${bar} ${text}`;
+      const columns = stream.columns ?? 120;
+      stream.write(
+        `\r${line.slice(0, columns - 1).padEnd(Math.min(columns - 1, line.length + 2))}${final ? "\n" : ""}`,
+      );
+    } else if (!final) {
+      stream.write(`bench ${text}\n`);
     }
   };
   const timer = setInterval(() => render(false), tty ? 250 : 1000);
@@ -375,7 +459,7 @@ function startProgress(
   return {
     stop() {
       clearInterval(timer);
-      if (tty) render(true);
+      if (tty && shown) render(true);
     },
   };
 }
@@ -397,7 +481,7 @@ export function formatResult(result: BenchResult): string {
   lines.push(`throughput:  ${formatInt(Math.round(result.throughput))} req/s`);
   const l = result.latencyMs;
   lines.push(
-    `latency ms:  p50 ${l.p50.toFixed(2)}  p90 ${l.p90.toFixed(2)}  p99 ${l.p99.toFixed(2)}  p99.9 ${l.p999.toFixed(2)}  max ${l.max.toFixed(2)}  mean ${l.mean.toFixed(2)}`,
+    `latency ms:  min ${l.min.toFixed(2)}  p50 ${l.p50.toFixed(2)}  p90 ${l.p90.toFixed(2)}  p99 ${l.p99.toFixed(2)}  p99.9 ${l.p999.toFixed(2)}  max ${l.max.toFixed(2)}  mean ${l.mean.toFixed(2)}`,
   );
   const codes = Object.entries(result.requests.errorsByCode);
   lines.push(
@@ -417,7 +501,7 @@ function round(n: number, digits: number): number {
   return Math.round(n * f) / f;
 }
 
-async function sleepUntil(at: number): Promise<void> {
+async function sleepUntil(at: number, signal: AbortSignal): Promise<void> {
   const wait = at - performance.now();
-  if (wait > 0) await sleep(wait);
+  if (wait > 0) await sleep(wait, { signal });
 }

@@ -4,7 +4,8 @@ import { randomBytes } from "node:crypto";
 import { createInterface, type Interface } from "node:readline";
 import { isTetherRequestError, TetherClient } from "../../../shared/sdk/index.ts";
 import { clientOptions, connectionOptions, connectionSettings, deviceOption, parse } from "../args.ts";
-import { type CliIo, CommandError, UsageError, writeLine } from "../io.ts";
+import { connectFirst } from "../connecting.ts";
+import { type CliIo, INTERRUPTED_EXIT_CODE, UsageError, writeLine } from "../io.ts";
 
 export const connectUsage = `tether connect [--device ID] [connection options]
   Opens a session as a device. Type one command per line:
@@ -14,7 +15,8 @@ export const connectUsage = `tether connect [--device ID] [connection options]
     quit            say bye and leave (also Ctrl-D)
   Answers and pushes are printed as they come: "res <id> <json>", "error <id> <code>: <message>",
   "push <id> <type> <json>". Pushes are acked automatically. With stdin a pipe, the session ends
-  when the input ends and every request has its answer.`;
+  when the input ends and every request has its answer. A first connection that fails ends the
+  command (exit 1); on a terminal, a connection lost later is retried. Ctrl-C leaves (exit 130).`;
 
 const HELP = `commands: <type> [json] | ping | help | quit`;
 
@@ -39,9 +41,10 @@ export async function connectCommand(args: readonly string[], io: CliIo): Promis
   const out = (text: string): void => print(io.stdout, text);
   const note = (text: string): void => print(io.stderr, text);
 
+  const connectTimeoutMs = Math.min(settings.timeoutMs, 10_000);
   const client = new TetherClient(
     await clientOptions(settings, deviceId, {
-      connectTimeoutMs: Math.min(settings.timeoutMs, 10_000),
+      connectTimeoutMs,
       reconnect: interactive ? { initialMs: 200, maxMs: 5000, jitter: 1 } : false,
     }),
   );
@@ -50,6 +53,11 @@ export async function connectCommand(args: readonly string[], io: CliIo): Promis
       `connected to ${settings.host}:${settings.port} as ${deviceId} (edge ${info.edgeId}, connection ${info.connId})`,
     ),
   );
+  client.onPush((push) => out(`push ${push.id} ${push.type} ${JSON.stringify(push.body)}`));
+
+  // The first attempt is final: a wrong port or token says so now instead of retrying for ever.
+  await connectFirst(client, { ...settings, timeoutMs: connectTimeoutMs }, io.signal);
+  // From here on a lost connection is retried (on a terminal) and reported as it happens.
   client.on("disconnected", (info) => {
     if (info.reason === "closed") return;
     const detail = info.error === undefined ? "" : ` (${info.error.message})`;
@@ -61,14 +69,6 @@ export async function connectCommand(args: readonly string[], io: CliIo): Promis
   });
   client.on("replaced", () => note("another connection of this device took over"));
   client.on("error", (error) => note(`error: ${isTetherRequestError(error) ? `${error.code}: ` : ""}${error.message}`));
-  client.onPush((push) => out(`push ${push.id} ${push.type} ${JSON.stringify(push.body)}`));
-
-  try {
-    await client.connect();
-  } catch (error) {
-    await client.close();
-    throw new CommandError(`cannot connect to ${settings.host}:${settings.port}: ${describe(error)}`);
-  }
   if (interactive) note(HELP);
 
   // Ids unique to this session: a repeat of an id within the worker's dedupe window gets the old answer.
@@ -89,8 +89,12 @@ export async function connectCommand(args: readonly string[], io: CliIo): Promis
     if (interactive) lines.prompt();
   };
   let quitting = false;
+  let interrupted = false;
   prompt();
-  const onAbort = (): void => lines.close();
+  const onAbort = (): void => {
+    interrupted = true;
+    lines.close();
+  };
   // A terminal in raw mode delivers Ctrl-C to readline, not as a signal.
   lines.on("SIGINT", onAbort);
   io.signal.addEventListener("abort", onAbort, { once: true });
@@ -145,8 +149,10 @@ export async function connectCommand(args: readonly string[], io: CliIo): Promis
     prompt();
   }
   io.signal.removeEventListener("abort", onAbort);
-  if (!quitting && !io.signal.aborted) await Promise.allSettled([...inFlight]);
+  lines.off("SIGINT", onAbort);
+  if (!quitting && !interrupted) await Promise.allSettled([...inFlight]);
   await client.close();
+  if (interrupted) return INTERRUPTED_EXIT_CODE;
   return failures > 0 && !interactive ? 1 : 0;
 }
 

@@ -10,11 +10,13 @@ import {
   parse,
   stringOption,
 } from "../args.ts";
+import { connectFirst } from "../connecting.ts";
 import { type CliIo, CommandError, UsageError, writeLine } from "../io.ts";
 
 export const sendUsage = `tether send <type> [json] [--id ID] [connection options]
   Sends one request and prints the answer's body as JSON. Exit code 0 on an answer,
-  1 on an error answer or a failure (printed as "error <code>: <message>" on stderr).`;
+  1 on an error answer or a failure (printed on stderr as "tether send: error <code>: <message>",
+  or "tether send: cannot connect to ..." when the first connection attempt fails).`;
 
 export async function sendCommand(args: readonly string[], io: CliIo): Promise<number> {
   const parsed = parse(args, { ...connectionOptions, id: { type: "string" } });
@@ -27,8 +29,11 @@ export async function sendCommand(args: readonly string[], io: CliIo): Promise<n
   const id = stringOption(parsed, "id");
 
   const client = new TetherClient(await clientOptions(settings, deviceId, { reconnect: false }));
+  // Ctrl-C while waiting for the answer: closing the client rejects the request at once.
+  const onAbort = (): void => void client.close();
+  io.signal.addEventListener("abort", onAbort, { once: true });
   try {
-    await client.connect();
+    await connectFirst(client, settings, io.signal);
     const answer = await client.request(type, body, { ...(id === undefined ? {} : { id }) });
     writeLine(io.stdout, JSON.stringify(answer));
     return 0;
@@ -39,6 +44,7 @@ export async function sendCommand(args: readonly string[], io: CliIo): Promise<n
     }
     throw error;
   } finally {
+    io.signal.removeEventListener("abort", onAbort);
     await client.close();
   }
 }
