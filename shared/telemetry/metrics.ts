@@ -3,7 +3,7 @@ import type { ClientStatistics, StatisticsListener } from "../broker/types.ts";
 import type { RegistryCallObserver } from "../registry/types.ts";
 import type { BuildInfo } from "./build.ts";
 
-/** Which deployable a registry's series come from: the `service` label on every one of them. */
+/** Which deployable a process is: the `service` label of its process metrics and build info. */
 export type ServiceName = "edge" | "worker" | "admin" | "embedded";
 
 export interface ProcessMetricsOptions {
@@ -17,19 +17,20 @@ export interface ProcessMetricsOptions {
 }
 
 /**
- * Makes `registry` a service's: every series it holds gets the `service` label, and it gains
- * `tether_build_info` and, unless told otherwise, the process and runtime metrics.
+ * Adds what every service reports to `registry`, each series labelled with `service`:
+ * `tether_build_info` and, unless told otherwise, the process and runtime metrics. The
+ * service's own series keep the label sets they had (`tether_edge_*` names the service already).
  */
 export function installProcessMetrics(registry: Registry, options: ProcessMetricsOptions): void {
-  registry.setDefaultLabels({ service: options.service });
-  if (options.defaults !== false) collectDefaultMetrics({ register: registry });
+  const { service } = options;
+  if (options.defaults !== false) collectDefaultMetrics({ register: registry, labels: { service } });
   const { version, commit, node } = options.build;
   new Gauge({
     name: "tether_build_info",
     help: "Always 1; the labels say which build runs (version, git commit, Node.js version)",
-    labelNames: ["version", "commit", "node"],
+    labelNames: ["service", "version", "commit", "node"],
     registers: [registry],
-  }).set({ version, commit, node }, 1);
+  }).set({ service, version, commit, node }, 1);
 }
 
 const CALL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];

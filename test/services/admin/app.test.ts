@@ -628,12 +628,28 @@ describe("metrics", () => {
     assert.ok(!other.includes('route="/v1/devices/:deviceId"'), "apps share no counters");
   });
 
-  test("includes the process metrics by default", async (t) => {
+  test("includes the process metrics by default, unprefixed and labelled with the service", async (t) => {
     const { app } = await setup(t, { defaultMetrics: true });
     const response = await app.inject({ method: "GET", url: "/metrics" });
     assert.match(String(response.headers["content-type"]), /^text\/plain/);
-    assert.match(response.body, /tether_admin_process_cpu_user_seconds_total/);
-    assert.match(response.body, /tether_admin_nodejs_heap_size_used_bytes/);
+    assert.match(response.body, /^process_cpu_user_seconds_total\{service="admin"\} /m);
+    assert.match(response.body, /^nodejs_heap_size_used_bytes\{service="admin"\} /m);
+    assert.match(response.body, /^nodejs_eventloop_lag_p99_seconds\{service="admin"\} /m);
+    assert.ok(!response.body.includes("tether_admin_process_"), "stock dashboards expect no prefix");
+    assert.ok(!response.body.includes("tether_admin_nodejs_"), "stock dashboards expect no prefix");
+    assert.match(
+      response.body,
+      /^tether_build_info\{service="admin",version="\d+\.\d+\.\d+[^"]*",commit="[^"]+",node="v\d+[^"]*"\} 1$/m,
+    );
+  });
+
+  test("adds its metrics to the process's registry when given one", async (t) => {
+    const { Registry } = await import("prom-client");
+    const shared = new Registry();
+    const { app } = await setup(t, { metrics: shared });
+    await app.inject({ method: "GET", url: "/healthz" });
+    const text = await shared.metrics();
+    assert.match(text, /tether_admin_http_requests_total\{method="GET",route="\/healthz",status_code="200"\} 1/);
   });
 });
 
