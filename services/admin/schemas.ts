@@ -59,6 +59,9 @@ export const Device = Type.Object({
   epoch: Type.Integer({
     description: "the connection's ownership epoch: of two connections of the device, the higher is newer",
   }),
+  protocol: Type.String({
+    description: "what the device speaks: ndjson, mqtt5 or mqtt3.1.1, with +ws when carried by a WebSocket",
+  }),
 });
 
 export const EdgeDevicesQuery = Type.Object(
@@ -75,6 +78,7 @@ export const EdgeDevice = Type.Object({
   slot: Type.Integer({ minimum: 0 }),
   epoch: Type.Integer(),
   connectedAt: Millis,
+  protocol: Type.String({ description: "ndjson, mqtt5 or mqtt3.1.1, with +ws when carried by a WebSocket" }),
 });
 
 export const EdgeDevicePage = Type.Object({

@@ -114,6 +114,7 @@ export class Ownership {
           connId,
           connectedAt: at,
           attempt,
+          protocol: session.protocol,
         });
       });
       if (claimed === null) {

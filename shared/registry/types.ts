@@ -19,6 +19,11 @@ export interface ConnectionRecord {
    * device; absent while no claim carried one.
    */
   readonly attempt?: number;
+  /**
+   * What the device speaks, as the edge names it (`ndjson`, `ndjson+ws`, `mqtt5`, `mqtt3.1.1`,
+   * `mqtt5+ws`, `mqtt3.1.1+ws`); absent in records written before edges told it.
+   */
+  readonly protocol?: string;
 }
 
 export interface ConnectionClaim extends Omit<ConnectionRecord, "epoch" | "attempt"> {

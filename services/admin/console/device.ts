@@ -165,6 +165,7 @@ export function devicePage(context: PageContext, initialId: string | undefined):
               ["Connection", h("code", { "data-test": "device-conn" }, device.connId)],
               ["Connected at", time(device.connectedAt)],
               ["Epoch", device.epoch === undefined ? "–" : String(device.epoch)],
+              ["Protocol", h("code", { "data-test": "device-protocol" }, device.protocol ?? "ndjson")],
             ],
             "device-facts",
           ),

@@ -37,6 +37,7 @@ export interface Device {
   readonly connId: string;
   readonly connectedAt: number;
   readonly epoch?: number;
+  readonly protocol?: string;
 }
 
 export interface PresenceEvent {

@@ -55,6 +55,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
         connId: record.connId,
         connectedAt: record.connectedAt,
         epoch: record.epoch,
+        protocol: record.protocol ?? "ndjson",
       };
     },
   );

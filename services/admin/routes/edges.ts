@@ -63,6 +63,7 @@ export const edgeRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = async 
           slot: record.slot,
           epoch: record.epoch,
           connectedAt: record.connectedAt,
+          protocol: record.protocol ?? "ndjson",
         })),
         ...(page.cursor === undefined ? {} : { cursor: page.cursor }),
       };

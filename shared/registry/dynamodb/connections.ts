@@ -8,7 +8,18 @@ import {
 import { TetherError } from "../../errors/index.ts";
 import { checkAttempt, pageLimit } from "../rules.ts";
 import type { ClaimResult, ConnectionClaim, ConnectionRecord, ConnectionStore, Page } from "../types.ts";
-import { dynamoError, type Item, isConditionFailure, N, num, optionalNum, S, str, type Table } from "./common.ts";
+import {
+  dynamoError,
+  type Item,
+  isConditionFailure,
+  N,
+  num,
+  optionalNum,
+  optionalStr,
+  S,
+  str,
+  type Table,
+} from "./common.ts";
 
 /** Name of the GSI on `connections` that lists one edge's devices (the CDK stack uses the same). */
 export const byEdgeIndex = "byEdge";
@@ -30,6 +41,7 @@ function decodeCursor(cursor: string): Item {
 function toConnection(item: Item): ConnectionRecord | null {
   if (item.connId === undefined) return null;
   const attempt = optionalNum(item, "claimedAttempt");
+  const protocol = optionalStr(item, "protocol");
   return {
     deviceId: str(item, "deviceId"),
     edgeId: str(item, "edgeId"),
@@ -38,6 +50,7 @@ function toConnection(item: Item): ConnectionRecord | null {
     epoch: num(item, "epoch"),
     connectedAt: num(item, "connectedAt"),
     ...(attempt === undefined ? {} : { attempt }),
+    ...(protocol === undefined ? {} : { protocol }),
   };
 }
 
@@ -113,6 +126,7 @@ export class DynamoConnectionStore implements ConnectionStore {
           epoch,
           connectedAt: claim.connectedAt,
           ...(attempt === undefined ? {} : { attempt }),
+          ...(claim.protocol === undefined ? {} : { protocol: claim.protocol }),
         },
         previous: old === undefined ? null : toConnection(old),
       };
@@ -145,7 +159,7 @@ export class DynamoConnectionStore implements ConnectionStore {
         new UpdateItemCommand({
           TableName: this.#table.name,
           Key: { deviceId: S(deviceId) },
-          UpdateExpression: "REMOVE edgeId, slot, connId, connectedAt SET expiresAt = :expires",
+          UpdateExpression: "REMOVE edgeId, slot, connId, connectedAt, protocol SET expiresAt = :expires",
           ConditionExpression: "connId = :conn",
           ExpressionAttributeValues: { ":conn": S(connId), ":expires": idleExpiry() },
         }),
@@ -200,7 +214,9 @@ export class DynamoConnectionStore implements ConnectionStore {
  */
 function ownerUpdate(
   table: string,
-  owner: Pick<ConnectionRecord, "deviceId" | "edgeId" | "slot" | "connId" | "connectedAt"> & { attempt?: number },
+  owner: Pick<ConnectionRecord, "deviceId" | "edgeId" | "slot" | "connId" | "connectedAt" | "protocol"> & {
+    attempt?: number;
+  },
   ifConnId?: string,
 ): UpdateItemCommandInput {
   const values: Item = {
@@ -211,6 +227,12 @@ function ownerUpdate(
     ":one": N(1),
   };
   let set = "SET edgeId = :edge, slot = :slot, connId = :conn, connectedAt = :at";
+  let remove = "expiresAt";
+  if (owner.protocol === undefined) remove += ", protocol";
+  else {
+    set += ", protocol = :protocol";
+    values[":protocol"] = S(owner.protocol);
+  }
   let condition: string | undefined;
   if (ifConnId !== undefined) {
     condition = "connId = :if";
@@ -223,7 +245,7 @@ function ownerUpdate(
   return {
     TableName: table,
     Key: { deviceId: S(owner.deviceId) },
-    UpdateExpression: `${set} ADD epoch :one REMOVE expiresAt`,
+    UpdateExpression: `${set} ADD epoch :one REMOVE ${remove}`,
     ExpressionAttributeValues: values,
     ...(condition === undefined ? {} : { ConditionExpression: condition }),
   };

@@ -94,6 +94,7 @@ class MemoryConnectionStore implements ConnectionStore {
         connId: claim.connId,
         epoch: counters.epoch,
         connectedAt: claim.connectedAt,
+        ...(claim.protocol === undefined ? {} : { protocol: claim.protocol }),
       }),
     );
     return { record: this.#read(claim.deviceId)!, previous };
@@ -127,6 +128,7 @@ class MemoryConnectionStore implements ConnectionStore {
         connId: previous.connId,
         epoch: counters.epoch,
         connectedAt: previous.connectedAt,
+        ...(previous.protocol === undefined ? {} : { protocol: previous.protocol }),
       }),
     );
     return true;

@@ -204,6 +204,7 @@ describe("GET /v1/devices/:deviceId", () => {
       connId: "edge-a-meter:7-conn",
       connectedAt,
       epoch: (await fixture.registry.connections.get("meter:7"))?.epoch,
+      protocol: "ndjson",
     });
   });
 

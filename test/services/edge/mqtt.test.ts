@@ -8,7 +8,9 @@ import { connect as tcpConnect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { generate } from "mqtt-packet";
+import { buildApp } from "../../../services/admin/app.ts";
 import { createAuthenticator, hmacToken } from "../../../shared/auth/index.ts";
+import { silentLogger } from "../../../shared/log/index.ts";
 import { pushFrame, pushRecord } from "../../../shared/records/index.ts";
 import { EchoWorker, eventually, memoryFleet, sleep, startEdge, type TestFleet } from "./helpers.ts";
 
@@ -120,6 +122,30 @@ describe("MQTT binding (mqtt.js, memory adapters)", () => {
     const answer = await device.next((m) => m.topic === "tether/res/mq5-req/a");
     assert.deepEqual(JSON.parse(answer.payload), { n: 1 });
     assert.equal(Buffer.from(answer.properties.correlationData as Buffer).toString(), "r-1");
+    assert.equal((await fleet.registry.connections.get("mq5-req"))?.protocol, "mqtt5");
+  });
+
+  it("shows the connection's protocol in the admin API's device view", async () => {
+    await connect("mq5-admin");
+    const producer = fleet.broker.producer();
+    await producer.connect();
+    const admin = fleet.broker.admin();
+    const app = await buildApp({
+      ...{ registry: fleet.registry, producer, admin, names: fleet.common.names, maxEdges: 4 },
+      ...{ adminToken: "admin-token", logger: silentLogger(), defaultMetrics: false },
+    });
+    cleanup.push(async () => {
+      await app.close();
+      await producer.close();
+      await admin.close();
+    });
+    const response = await app.inject({
+      method: "GET",
+      url: "/v1/devices/mq5-admin",
+      headers: { authorization: "Bearer admin-token" },
+    });
+    assert.equal(response.statusCode, 200);
+    assert.equal(response.json().protocol, "mqtt5");
   });
 
   it("answers an MQTT 3.1.1 request tether/req/<type>/<id> on tether/res/<id>", async () => {
@@ -128,6 +154,7 @@ describe("MQTT binding (mqtt.js, memory adapters)", () => {
     await device.client.publishAsync("tether/req/echo/q-7", JSON.stringify(["x", 2]), { qos: 1 });
     const answer = await device.next((m) => m.topic === "tether/res/q-7");
     assert.deepEqual(JSON.parse(answer.payload), ["x", 2]);
+    assert.equal((await fleet.registry.connections.get("mq3-req"))?.protocol, "mqtt3.1.1");
   });
 
   it("carries an error answer as the error frame with the code and retryable as user properties", async () => {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import mqtt from "mqtt";
 import { WebSocket } from "ws";
-import { EchoWorker, eventually, memoryFleet, startEdge } from "./helpers.ts";
+import { EchoWorker, eventually, memoryFleet, startEdge, type TestFleet } from "./helpers.ts";
 
 type Frame = Record<string, unknown> & { t: string };
 
@@ -34,10 +34,12 @@ async function take(frames: Frame[], t: string): Promise<Frame> {
 
 describe("WebSocket binding (memory adapters)", () => {
   let url: string;
+  let registry: TestFleet["registry"];
   const cleanup: Array<() => Promise<unknown> | unknown> = [];
 
   before(async () => {
     const fleet = await memoryFleet(4);
+    registry = fleet.registry;
     const worker = new EchoWorker(fleet.broker, fleet.common.names);
     await worker.start();
     cleanup.push(() => worker.close());
@@ -55,6 +57,7 @@ describe("WebSocket binding (memory adapters)", () => {
     device.ws.send(JSON.stringify({ t: "hello", v: 1, deviceId: "ws-1" }));
     const welcome = await take(device.frames, "welcome");
     assert.equal(typeof welcome.connId, "string");
+    assert.equal((await registry.connections.get("ws-1"))?.protocol, "ndjson+ws");
     device.ws.send(`${JSON.stringify({ t: "req", id: "a", type: "echo", body: { x: 1 } })}\n`);
     device.ws.send(JSON.stringify({ t: "req", id: "b", type: "echo", body: [2] }));
     const answers = [await take(device.frames, "res"), await take(device.frames, "res")];
@@ -87,6 +90,8 @@ describe("WebSocket binding (memory adapters)", () => {
       });
       await eventually(() => messages.some((m) => m.topic === "tether/res/w1"), 3000, "the answer");
       assert.deepEqual(JSON.parse(messages[0]?.payload ?? "null"), { v: protocolVersion });
+      const protocol = (await registry.connections.get(deviceId))?.protocol;
+      assert.equal(protocol, protocolVersion === 5 ? "mqtt5+ws" : "mqtt3.1.1+ws");
     }
   });
 
