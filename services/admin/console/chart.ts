@@ -3,6 +3,8 @@ import "uplot/dist/uPlot.min.css";
 import { h } from "./dom.ts";
 
 const POINTS = 90;
+/** How often the pages take a reading: the x axis spans POINTS of them, however few there are yet. */
+const READING_SECONDS = 2;
 
 /** One small live line chart: the last {@link POINTS} readings of one figure. */
 export class LiveChart {
@@ -29,7 +31,10 @@ export class LiveChart {
         height: 140,
         legend: { show: false },
         cursor: { show: false },
-        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1e-6, max * 1.2)] } },
+        scales: {
+          x: { time: true, range: (_u, _min, max) => [max - POINTS * READING_SECONDS, max] },
+          y: { range: (_u, _min, max) => [0, Math.max(1e-6, max * 1.2)] },
+        },
         axes: [{ size: 28 }, { size: 48 }],
         series: [{}, { label: title, stroke: "#1f6feb", width: 2, fill: "rgba(31,111,235,0.12)", spanGaps: true }],
       },

@@ -69,6 +69,8 @@ export const deadLetterRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = 
     },
     async (request, reply) => {
       const tail = await startedTail(deps.console.deadLetters, "dead letters");
+      // The audit records are written whatever the log level, unless logging is off altogether.
+      const audit = request.log.level === "silent" ? request.log : request.log.child({}, { level: "info" });
       const replayed: { id: string; partition: number; offset: string }[] = [];
       const refused: { id: string; reason: "unknown" | "not_replayable" }[] = [];
       for (const id of request.body.ids) {
@@ -92,9 +94,10 @@ export const deadLetterRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = 
           { timeoutMs: deps.dependencyTimeoutMs },
         );
         replayed.push({ id, partition: report.partition, offset: report.offset });
-        // The audit record, written whatever the log level; its reqId ties it to the request line.
-        request.log.child({ audit: "dead_letter_replay" }, { level: "info" }).info(
+        // Its reqId ties it to the request's own line (address, status).
+        audit.info(
           {
+            audit: "dead_letter_replay",
             deadLetter: id,
             deviceId: entry.key,
             requestId: letter.request?.id,
