@@ -79,6 +79,11 @@ export class Tracing {
     return this.#tracer.startSpan(name, attributes === undefined ? { kind } : { kind, attributes }, context);
   }
 
+  /** Exports the spans that finished and wait in the batch. */
+  flush(): Promise<void> {
+    return this.#provider.forceFlush();
+  }
+
   /** Flushes the spans not exported yet, then stops. Safe to call twice. */
   close(): Promise<void> {
     this.#closing ??= this.#provider.shutdown();
