@@ -78,15 +78,26 @@ export class Cluster {
     return this.#topics.get(topic)?.partitions[partition];
   }
 
+  /** Creates missing topics and grows those with fewer partitions than asked, as Kafka's adapter does. */
   ensureTopics(specs: readonly TopicSpec[]): void {
     const created: string[] = [];
     for (const spec of specs) {
-      if (this.#topics.has(spec.name)) continue;
       if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
         throw new TetherError(ErrorCode.InvalidArgument, `topic ${spec.name} needs at least one partition`);
       }
       const retention = Number(spec.config?.["retention.ms"] ?? -1);
       const retentionMs = Number.isFinite(retention) ? retention : -1;
+      const existing = this.#topics.get(spec.name);
+      if (existing !== undefined) {
+        if (existing.partitions.length >= spec.partitions) continue;
+        const added = Array.from(
+          { length: spec.partitions - existing.partitions.length },
+          (_, offset) => new PartitionLog(spec.name, existing.partitions.length + offset, retentionMs, this.maxRecords),
+        );
+        this.#topics.set(spec.name, { name: spec.name, partitions: [...existing.partitions, ...added] });
+        created.push(spec.name);
+        continue;
+      }
       const partitions = Array.from(
         { length: spec.partitions },
         (_, index) => new PartitionLog(spec.name, index, retentionMs, this.maxRecords),
@@ -94,7 +105,7 @@ export class Cluster {
       this.#topics.set(spec.name, { name: spec.name, partitions });
       created.push(spec.name);
     }
-    // Members subscribed to a topic before it existed get its partitions now.
+    // Members subscribed to a topic before it existed (or grew) get its new partitions now.
     for (const group of this.#groups.values()) {
       if (group.members.some((member) => member.topics.some((topic) => created.includes(topic)))) {
         void this.rebalance(group);

@@ -453,14 +453,17 @@ export function brokerContract(
       });
     });
 
-    it("creates topics idempotently and reports their partition counts", async () => {
+    it("creates topics idempotently, grows them when asked for more partitions and never shrinks them", async () => {
       const name = unique("ensure");
       const specs: TopicSpec[] = [{ name, partitions: 3, config: { "retention.ms": "3600000" } }];
       await withAdmin(async (admin) => {
         await admin.ensureTopics(specs);
         await admin.ensureTopics(specs);
-        await admin.ensureTopics([{ name, partitions: 5 }]);
         assert.equal(await admin.partitionCount(name), 3);
+        await admin.ensureTopics([{ name, partitions: 5 }]);
+        assert.equal(await admin.partitionCount(name), 5);
+        await admin.ensureTopics([{ name, partitions: 2 }]);
+        assert.equal(await admin.partitionCount(name), 5);
         await admin.ping();
       });
     });

@@ -126,6 +126,21 @@ test("a group member subscribed before its topic exists gets the partitions once
   await waitUntil("the message", () => values.length === 1, 5_000);
 });
 
+test("ensureTopics grows a topic like Kafka: new partitions are assigned to the group, and asking for fewer removes none", async (t) => {
+  const broker = new MemoryBroker();
+  const admin = broker.admin();
+  await admin.ensureTopics([{ name: "grows", partitions: 2 }]);
+  const consumer = broker.groupConsumer({ groupId: "g", topics: ["grows"] });
+  t.after(() => consumer.close());
+  await consumer.start(async () => {});
+  await waitUntil("the first assignment", () => consumer.assignment().length === 2, 5_000);
+  await admin.ensureTopics([{ name: "grows", partitions: 5 }]);
+  assert.equal(await admin.partitionCount("grows"), 5);
+  await waitUntil("the grown assignment", () => consumer.assignment().length === 5, 5_000);
+  await admin.ensureTopics([{ name: "grows", partitions: 3 }]);
+  assert.equal(await admin.partitionCount("grows"), 5);
+});
+
 test("a new group that does not start from the beginning skips what was produced before it joined", async (t) => {
   const broker = new MemoryBroker();
   await broker.admin().ensureTopics([{ name: "t", partitions: 2 }]);
