@@ -136,11 +136,15 @@ async function main(): Promise<void> {
   await app.listen({ port: adminConfig.port, host: adminConfig.host });
 
   const devicePort = edge.address().port;
+  const mqttPort = edge.mqttAddress().port;
+  const wsPort = edge.wsAddress().port;
   const auth = edgeConfig.auth.mode;
   const lines = [
     "Tether is running (embedded mode: in-memory broker and registry).",
     "",
     `  devices    tcp://127.0.0.1:${devicePort}   auth: ${auth}`,
+    `  MQTT       mqtt://127.0.0.1:${mqttPort}   (3.1.1 and 5.0)`,
+    `  WebSocket  ws://127.0.0.1:${wsPort}   (NDJSON text messages, or MQTT with subprotocol mqtt)`,
     `  admin API  http://${adminConfig.host}:${adminConfig.port}/v1   docs: http://${adminConfig.host}:${adminConfig.port}/docs`,
     `  console    http://${adminConfig.host}:${adminConfig.port}/console   (sign in with the admin token)`,
     `  admin token  ${adminConfig.adminToken}`,
@@ -152,6 +156,7 @@ async function main(): Promise<void> {
     '  {"t":"req","id":"1","type":"echo","body":{"hello":"world"}}',
     "",
     `or: npx tether connect --port ${devicePort} --device dev-1`,
+    `or MQTT: mosquitto_rr -V 5 -p ${mqttPort} -i dev-1 -u dev-1${auth === "none" ? "" : " -P <token>"} -t tether/req/echo -e tether/res/dev-1 -m '{"hello":"world"}'`,
     `push: curl -X POST -H 'authorization: Bearer ${adminConfig.adminToken}' -H 'content-type: application/json' \\`,
     `        -d '{"type":"note","body":"hi"}' http://${adminConfig.host}:${adminConfig.port}/v1/devices/dev-1/messages`,
     "",
