@@ -341,6 +341,16 @@ export function consoleContract(label: string, factory: AdaptersFactory): void {
       later.close();
     });
 
+    test("closing the API ends the open event streams instead of waiting for them", async (t) => {
+      const fixture = await setup(t, factory);
+      const stream = await openStream(t, fixture.app, "/v1/events/stream", auth);
+      assert.equal(stream.status, 200);
+      const started = Date.now();
+      await fixture.app.close();
+      assert.ok(Date.now() - started < 5000, `close took ${Date.now() - started} ms`);
+      stream.close();
+    });
+
     test("dead letters are listed newest first with their error, and a replay writes the request back to requests with its key and headers, logged as an audit record", async (t) => {
       const fixture = await setup(t, factory);
       const { names, producer } = fixture;
