@@ -69,8 +69,7 @@ const benches: readonly Bench[] = [
   },
   {
     name: "floor",
-    what:
-      "round trips next to Kafka's own EndToEndLatency and ProducerPerformance: 1,000 req/s from 100 devices (target p50 <= 4 ms and <= 1.5x twice Kafka's one-hop average, p99 <= 20 ms), closed loop 1 and 8 open (targets 10,000 and 12,000 rt/s), CPU per round trip (target <= 0.15 ms)",
+    what: "round trips next to Kafka's own EndToEndLatency and ProducerPerformance: 1,000 req/s from 100 devices (target p50 <= 4 ms and <= 1.5x twice Kafka's one-hop average, p99 <= 20 ms), closed loop 1 and 8 open (targets 10,000 and 12,000 rt/s), CPU per round trip (target <= 0.15 ms)",
     needsCluster: true,
     run: (env) => tsx(["bench/floor.ts", env.BENCH_SECONDS ?? "15", env.BENCH_WARMUP_S ?? "10"], env),
   },

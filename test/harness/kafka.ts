@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -35,7 +35,9 @@ export function cacheRoot(): string {
  */
 export async function ensureKafkaLibs(log: (line: string) => void = () => {}): Promise<string> {
   const version = kafkaVersion();
-  const home = join(cacheRoot(), `kafka-${version}`);
+  // Keyed by the pom's content too, so a dependency added to it gets a fresh directory.
+  const pomHash = createHash("sha256").update(readFileSync(pomFile)).digest("hex").slice(0, 8);
+  const home = join(cacheRoot(), `kafka-${version}-${pomHash}`);
   const libs = join(home, "libs");
   const marker = `kafka_2.13-${version}.jar`;
   if (existsSync(join(libs, marker))) return libs;

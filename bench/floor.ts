@@ -1,0 +1,281 @@
+/**
+ * Tether's round trip next to Kafka's floor, in one run on one broker:
+ *
+ * 1. Kafka's own tools (org.apache.kafka:kafka-tools): EndToEndLatency (one hop, acks=all,
+ *    128 B) and ProducerPerformance (acks=all, idempotent, 128 B, unthrottled).
+ * 2. One edge and one worker process with production settings (hmac devices, acks=all,
+ *    idempotence, acks after the delivery report, commits after the answer), driven by a raw
+ *    NDJSON load generator in its own process (bench/load.ts), 128 B request frames:
+ *    - open loop, 100 devices, 1,000 req/s: p50, p99, ack p50;
+ *    - closed loop, 100 devices with 1 and with 8 requests open: round trips/s, and CPU per
+ *      round trip of the edge and the worker together (and of the broker).
+ * 3. Kafka's EndToEndLatency again, so a broker that warmed up during the run is seen too.
+ *
+ * Tether's p50 is reported as a ratio to twice Kafka's one-hop average (the lower of the two
+ * EndToEndLatency runs). Needs TETHER_KAFKA_BROKERS and TETHER_DYNAMODB_ENDPOINT (scripts/bench.ts
+ * starts a local cluster); BENCH_KAFKA_PID names the broker's process for its CPU figure.
+ *
+ *   tsx bench/floor.ts [seconds=15] [warmupSeconds=10]
+ *   BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"   profiles the edge and the worker
+ */
+import { execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { promisify } from "node:util";
+import { createKafkaBroker } from "../shared/broker/kafka/index.ts";
+import { silentLogger } from "../shared/log/index.ts";
+import { localKafkaSettings, uniquePrefix } from "../test/harness/index.ts";
+import { ensureKafkaLibs } from "../test/harness/kafka.ts";
+import { AUTH_SECRET, Fleet } from "../test/soak/fleet.ts";
+
+const run = promisify(execFile);
+const [secondsArg = "15", warmupArg = "10"] = process.argv.slice(2);
+const seconds = Number(secondsArg);
+const warmupSeconds = Number(warmupArg);
+const brokers = process.env.TETHER_KAFKA_BROKERS;
+const dynamodb = process.env.TETHER_DYNAMODB_ENDPOINT;
+const kafkaPid = javaProcess(
+  process.env.BENCH_KAFKA_PID === undefined ? undefined : Number(process.env.BENCH_KAFKA_PID),
+);
+const FRAME_BYTES = 128;
+const say = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+/** The broker's JVM: the process itself or the first java process under it (a wrapper shell). */
+function javaProcess(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  const queue = [pid];
+  while (queue.length > 0) {
+    const next = queue.shift()!;
+    try {
+      if (readFileSync(`/proc/${next}/comm`, "utf8").trim() === "java") return next;
+      const children = readFileSync(`/proc/${next}/task/${next}/children`, "utf8").trim();
+      for (const child of children.split(/\s+/)) if (child !== "") queue.push(Number(child));
+    } catch {
+      // Gone.
+    }
+  }
+  return undefined;
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are fields 14 and 15 of stat; fields[0] here is field 3.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+interface KafkaLatency {
+  readonly avgMs: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+async function endToEndLatency(libs: string, topic: string, records: number): Promise<KafkaLatency> {
+  const { stdout } = await run(
+    "java",
+    [
+      "-cp",
+      join(libs, "*"),
+      "org.apache.kafka.tools.EndToEndLatency",
+      "--bootstrap-server",
+      brokers!,
+      "--topic",
+      topic,
+      "--num-records",
+      String(records),
+      "--producer-acks",
+      "all",
+      "--record-size",
+      String(FRAME_BYTES),
+    ],
+    { maxBuffer: 16 * 1024 * 1024, timeout: 180_000 },
+  );
+  const avg = /Avg latency: ([\d.]+) ms/.exec(stdout);
+  const percentiles = /50th = (\d+), 99th = (\d+)/.exec(stdout);
+  if (avg === null || percentiles === null) throw new Error(`EndToEndLatency printed no figures:\n${stdout}`);
+  return { avgMs: Number(avg[1]), p50Ms: Number(percentiles[1]), p99Ms: Number(percentiles[2]) };
+}
+
+async function producerPerformance(libs: string, topic: string, records: number): Promise<string> {
+  const { stdout } = await run(
+    "java",
+    [
+      "-cp",
+      join(libs, "*"),
+      "org.apache.kafka.tools.ProducerPerformance",
+      "--topic",
+      topic,
+      "--num-records",
+      String(records),
+      "--record-size",
+      String(FRAME_BYTES),
+      "--throughput",
+      "-1",
+      "--bootstrap-server",
+      brokers!,
+      "--producer-props",
+      "acks=all",
+      "enable.idempotence=true",
+    ],
+    { maxBuffer: 16 * 1024 * 1024, timeout: 180_000 },
+  );
+  const summary = stdout
+    .trim()
+    .split("\n")
+    .findLast((line) => line.includes("records sent"));
+  if (summary === undefined) throw new Error(`ProducerPerformance printed no summary:\n${stdout}`);
+  return summary.trim();
+}
+
+interface LoadResult {
+  readonly roundTripsPerSec: number;
+  readonly p50ms: number;
+  readonly p99ms: number;
+  readonly maxMs: number;
+  readonly ackP50ms: number;
+  readonly ackP99ms: number;
+  readonly sent: number;
+  readonly completed: number;
+  readonly errors: number;
+  readonly loadCpuCores: number;
+}
+
+interface Row extends LoadResult {
+  readonly name: string;
+  /** Edge + worker CPU seconds per round trip, in ms. */
+  readonly cpuPerRoundTripMs: number;
+  readonly edgeCores: number;
+  readonly workerCores: number;
+  readonly brokerCores: number;
+}
+
+async function load(
+  name: string,
+  port: number,
+  pids: { edge?: number; worker?: number },
+  shape: { mode: "rate" | "closed"; rate?: number; window?: number },
+  prefix: string,
+): Promise<Row> {
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "bench/load.ts",
+      JSON.stringify({
+        port,
+        devices: 100,
+        ...shape,
+        warmupSeconds,
+        seconds,
+        frameBytes: FRAME_BYTES,
+        devicePrefix: `${prefix}${name.replace(/\W+/g, "-")}`,
+      }),
+    ],
+    { env: { ...process.env, BENCH_SECRET: AUTH_SECRET }, stdio: ["ignore", "pipe", "inherit"] },
+  );
+  let start: { at: number; edge: number; worker: number; broker: number } | undefined;
+  let result: LoadResult | undefined;
+  let end: { at: number; edge: number; worker: number; broker: number } | undefined;
+  const sample = () => ({
+    at: performance.now(),
+    edge: cpuSeconds(pids.edge),
+    worker: cpuSeconds(pids.worker),
+    broker: cpuSeconds(kafkaPid),
+  });
+  for await (const line of createInterface({ input: child.stdout })) {
+    if (line === "measuring") start = sample();
+    else if (line.startsWith("{")) {
+      end = sample();
+      result = JSON.parse(line) as LoadResult;
+    }
+  }
+  if (start === undefined || end === undefined || result === undefined) throw new Error(`load ${name} failed`);
+  const elapsed = (end.at - start.at) / 1000;
+  const edgeCpu = end.edge - start.edge;
+  const workerCpu = end.worker - start.worker;
+  return {
+    name,
+    ...result,
+    cpuPerRoundTripMs: Number((((edgeCpu + workerCpu) / (result.roundTripsPerSec * elapsed)) * 1000).toFixed(3)),
+    edgeCores: Number((edgeCpu / elapsed).toFixed(2)),
+    workerCores: Number((workerCpu / elapsed).toFixed(2)),
+    brokerCores: Number(((end.broker - start.broker) / elapsed).toFixed(2)),
+  };
+}
+
+async function main(): Promise<void> {
+  if (!brokers || !dynamodb) throw new Error("set TETHER_KAFKA_BROKERS and TETHER_DYNAMODB_ENDPOINT");
+  const libs = await ensureKafkaLibs(say);
+  const prefix = uniquePrefix();
+  say(`Kafka EndToEndLatency (acks=all, ${FRAME_BYTES} B, one hop), before:`);
+  const before = await endToEndLatency(libs, `${prefix}floor-e2e`, 20_000);
+  say(`  avg ${before.avgMs} ms, p50 ${before.p50Ms} ms, p99 ${before.p99Ms} ms`);
+  say(`Kafka ProducerPerformance (acks=all, idempotent, ${FRAME_BYTES} B, unthrottled):`);
+  const admin = createKafkaBroker({
+    settings: localKafkaSettings({ kafkaBrokers: brokers }, "floor"),
+    logger: silentLogger(),
+  }).admin();
+  await admin.ensureTopics([{ name: `${prefix}floor-perf`, partitions: 12 }]);
+  await admin.close();
+  say(`  ${await producerPerformance(libs, `${prefix}floor-perf`, 500_000)}`);
+
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "");
+  const fleet = new Fleet({
+    kafkaBrokers: brokers,
+    dynamodbEndpoint: dynamodb,
+    prefix,
+    maxEdges: 64,
+    workPartitions: 12,
+    supervise: false,
+    nodeArgs,
+    // The per-connection rate limit (default 100/s) would cap a closed loop at 10,000/s.
+    edgeEnv: { TETHER_RATE_LIMIT: "100000" },
+  });
+  const rows: Row[] = [];
+  try {
+    await fleet.setup();
+    const edge = await fleet.startEdge();
+    const worker = await fleet.startWorker();
+    const pids = { edge: edge.nodePid(), worker: worker.nodePid() };
+    rows.push(await load("open loop 1,000 req/s", edge.devicePort, pids, { mode: "rate", rate: 1000 }, prefix));
+    rows.push(await load("closed loop, 1 open", edge.devicePort, pids, { mode: "closed", window: 1 }, prefix));
+    rows.push(await load("closed loop, 8 open", edge.devicePort, pids, { mode: "closed", window: 8 }, prefix));
+  } finally {
+    await fleet.close();
+  }
+  say("Kafka EndToEndLatency, after:");
+  const after = await endToEndLatency(libs, `${prefix}floor-e2e2`, 20_000);
+  say(`  avg ${after.avgMs} ms, p50 ${after.p50Ms} ms, p99 ${after.p99Ms} ms`);
+  const floorMs = 2 * Math.min(before.avgMs, after.avgMs);
+  say(`\ntwice Kafka's one-hop average (lower run): ${floorMs.toFixed(2)} ms\n`);
+  say(
+    "| run | rt/s | p50 ms | p50 / (2 x Kafka avg) | p99 ms | ack p50 ms | CPU ms per rt (edge+worker) | edge cores | worker cores | broker cores | load-gen cores | errors |",
+  );
+  say("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const row of rows) {
+    say(
+      `| ${row.name} | ${row.roundTripsPerSec} | ${row.p50ms} | ${(row.p50ms / floorMs).toFixed(2)}x | ${row.p99ms} | ` +
+        `${row.ackP50ms} | ${row.cpuPerRoundTripMs} | ${row.edgeCores} | ${row.workerCores} | ${row.brokerCores} | ` +
+        `${row.loadCpuCores} | ${row.errors} |`,
+    );
+  }
+  say(`\n${JSON.stringify({ kafka: { before, after }, rows })}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);
