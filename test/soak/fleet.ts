@@ -204,6 +204,8 @@ export class Fleet {
       AWS_SECRET_ACCESS_KEY: "local",
       TETHER_NAME_PREFIX: this.options.prefix,
       TETHER_MAX_EDGES: String(this.options.maxEdges),
+      // The counts the topics were made with: a larger one would have the first process grow them.
+      TETHER_WORK_PARTITIONS: String(this.options.workPartitions),
     };
   }
 

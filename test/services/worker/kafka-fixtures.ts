@@ -25,6 +25,8 @@ export async function kafkaEnv(overrides: Record<string, string> = {}, workParti
     TETHER_REGISTRY: "dynamodb",
     TETHER_DYNAMODB_ENDPOINT: cluster.dynamodbEndpoint,
     AWS_REGION: "us-east-1",
+    // The count the topics are made with below, so a worker process does not grow them.
+    TETHER_WORK_PARTITIONS: String(workPartitions),
     ...overrides,
   };
   const config = testConfig(processEnv.TETHER_NAME_PREFIX ?? "", processEnv);
