@@ -26,7 +26,8 @@ export interface CreateAppOptions {
  *
  * Context `image` (a registry reference) skips the Docker build; otherwise the image is built
  * from the repository's Dockerfile at deploy time (synth only hashes the build context, which
- * .dockerignore keeps small).
+ * .dockerignore keeps small), for the platform of `cpuArchitecture`. Context `collectorImage`
+ * replaces the pinned ADOT collector image of the metrics sidecars.
  */
 export function createApp(options: CreateAppOptions = {}): { app: App; stack: TetherStack } {
   const app = new App({

@@ -5,7 +5,7 @@ import * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
 
 /** The AWS Distro for OpenTelemetry collector, pinned so a deployment never changes it by itself. */
-export const DEFAULT_COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.40.0";
+export const DEFAULT_COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.49.0";
 
 /** CloudWatch namespace of the metrics the services export (their Prometheus names, unchanged). */
 export const METRICS_NAMESPACE = "Tether";
