@@ -11,7 +11,7 @@ import type { Env } from "../../shared/config/index.ts";
 import { ServiceProcess, Shutdown } from "../../shared/lifecycle/index.ts";
 import { createLogger } from "../../shared/log/index.ts";
 import { MemoryRegistry } from "../../shared/registry/index.ts";
-import { buildInfo, installProcessMetrics } from "../../shared/telemetry/index.ts";
+import { buildInfo, installProcessMetrics, startTracing } from "../../shared/telemetry/index.ts";
 import { buildApp } from "../admin/app.ts";
 import { readAdminConfig } from "../admin/config.ts";
 import { readEdgeConfig } from "../edge/config.ts";
@@ -68,13 +68,17 @@ async function main(): Promise<void> {
   const edgeMetrics = new EdgeMetrics();
   const workerMetrics = new WorkerMetrics();
   const metrics = Registry.merge([edgeMetrics.registry, workerMetrics.registry]);
-  installProcessMetrics(metrics, { service: "embedded", build: buildInfo(edgeConfig.telemetry?.commit) });
+  const build = buildInfo(edgeConfig.telemetry?.commit);
+  installProcessMetrics(metrics, { service: "embedded", build });
+  // Off unless the OTEL_* variables ask for it; one trace exporter for the edge and the worker.
+  const tracing = startTracing(edgeConfig.telemetry?.tracing, build);
   const worker = createWorker({
     config: workerConfig,
     logger: logger.child({ component: "worker" }),
     broker,
     registry,
     metrics: workerMetrics,
+    tracing,
   });
   registerKv(registerEcho(worker), new MemoryKvStore());
   await worker.start();
@@ -86,6 +90,7 @@ async function main(): Promise<void> {
     registry,
     authenticator: createAuthenticator(edgeConfig.auth),
     metrics: edgeMetrics,
+    tracing,
   });
   const edgeHttp = new EdgeHttp({ edge, port: edgeConfig.httpPort, logger, metrics });
 
@@ -113,7 +118,8 @@ async function main(): Promise<void> {
       .add("worker", () => worker.close(workerConfig.worker.shutdownMs))
       .add("producer", () => producer.close())
       .add("broker admin", () => admin.close())
-      .add("registry", () => registry.close());
+      .add("registry", () => registry.close())
+      .add("tracing", () => tracing?.close());
     process.stdout.write("\ntether: draining...\n");
     try {
       await shutdown.run();
