@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { InMemorySpanExporter } from "@opentelemetry/sdk-trace-base";
+import { readAdminConfig } from "../../../services/admin/config.ts";
+import { readEdgeConfig } from "../../../services/edge/config.ts";
+import { readWorkerConfig } from "../../../services/worker/config.ts";
 import { ConfigReader } from "../../../shared/config/index.ts";
 import { TetherError } from "../../../shared/errors/index.ts";
 import {
@@ -87,6 +90,31 @@ describe("tracing configuration", () => {
     ]) {
       assert.ok(message.includes(name), `${name} named in: ${message}`);
     }
+  });
+});
+
+describe("each service's configuration", () => {
+  const base = { TETHER_ENV: "development", TETHER_AUTH_MODE: "none" };
+  test("reads the tracing variables with its own name as the default service name", () => {
+    const env = { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318", TETHER_GIT_COMMIT: "abc1234" };
+    assert.equal(readEdgeConfig(env).telemetry?.tracing?.serviceName, "tether-edge");
+    assert.equal(readWorkerConfig(env).telemetry?.tracing?.serviceName, "tether-worker");
+    assert.equal(readAdminConfig(env).telemetry?.commit, "abc1234");
+    assert.equal(readEdgeConfig(base).telemetry?.tracing, undefined);
+  });
+
+  test("refuses to start on a bad tracing variable, naming it with the others", () => {
+    const env = { ...base, OTEL_TRACES_SAMPLER: "often", TETHER_DEVICE_PORT: "x" };
+    for (const read of [readEdgeConfig, readWorkerConfig, readAdminConfig]) {
+      assert.throws(
+        () => read(env),
+        (error: unknown) => error instanceof TetherError && error.message.includes("OTEL_TRACES_SAMPLER"),
+      );
+    }
+    assert.throws(
+      () => readEdgeConfig(env),
+      /TETHER_DEVICE_PORT[\s\S]*OTEL_TRACES_SAMPLER|OTEL_TRACES_SAMPLER[\s\S]*TETHER_DEVICE_PORT/,
+    );
   });
 });
 
