@@ -76,8 +76,9 @@ export class TopicTail<T> {
         offsets: { load: async () => from, save: async () => {} },
       });
       this.#consumers.push(consumer);
-      await consumer.start(async (message) => this.#add(message));
     }
+    // Every partition at once: on Kafka each assignment takes a round trip or two.
+    await Promise.all(this.#consumers.map((consumer) => consumer.start(async (message) => this.#add(message))));
   }
 
   #add(message: IncomingMessage): void {
