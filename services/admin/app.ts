@@ -11,6 +11,7 @@ import { consoleSources } from "./console-sources.ts";
 import type { AdminDeps, RouteDeps } from "./deps.ts";
 import { installErrorHandlers } from "./errors.ts";
 import { installHttpMetrics } from "./metrics.ts";
+import { docsPageOptions, openapiOptions } from "./openapi.ts";
 import { RequestLog } from "./request-log.ts";
 import { activityRoutes } from "./routes/activity.ts";
 import { consoleRoutes } from "./routes/console.ts";
@@ -19,6 +20,7 @@ import { deviceRoutes } from "./routes/devices.ts";
 import { edgeRoutes } from "./routes/edges.ts";
 import { fleetStatsRoutes } from "./routes/fleet-stats.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { sharedSchemas } from "./schemas.ts";
 import { validatorCompiler } from "./validation.ts";
 
 export type { AdminDeps } from "./deps.ts";
@@ -80,29 +82,10 @@ export async function buildApp(deps: AdminDeps): Promise<AdminApp> {
   app.removeContentTypeParser("text/plain");
   const metrics = installHttpMetrics(app, { defaultMetrics: deps.defaultMetrics ?? true, registry: deps.metrics });
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: "3.1.0",
-      info: {
-        title: "Tether admin API",
-        version: "1",
-        description:
-          "Operate a Tether fleet: live edges, device lookup, pushes and kicks. Every /v1 route needs " +
-          "`Authorization: Bearer <TETHER_ADMIN_TOKEN>`. Errors are `{statusCode, code, message}`.",
-      },
-      tags: [
-        { name: "fleet", description: "Edges and their devices" },
-        { name: "devices", description: "One device: lookup, push, kick" },
-        { name: "operations", description: "Health and readiness" },
-        { name: "dead-letters", description: "Requests the workers gave up on: list and replay" },
-        { name: "console", description: "The operator console's page and files" },
-      ],
-      components: {
-        securitySchemes: { bearerAuth: { type: "http", scheme: "bearer", description: "TETHER_ADMIN_TOKEN" } },
-      },
-    },
-  });
-  await app.register(swaggerUi, { routePrefix: "/docs" });
+  // Shared schemas first: routes refer to them by `$ref`, and the document lists them once.
+  for (const schema of sharedSchemas) app.addSchema(schema);
+  await app.register(swagger, openapiOptions);
+  await app.register(swaggerUi, docsPageOptions);
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
   // The console's tails stop with the API; the caller owns the broker they read from.

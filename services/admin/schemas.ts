@@ -1,6 +1,6 @@
-import { Type } from "typebox";
+import { type Static, type TUnsafe, Type } from "typebox";
 import { DEVICE_ID_PATTERN, TYPE_PATTERN } from "../../shared/protocol/frames.ts";
-import { apiErrorCodes } from "./errors.ts";
+import { type ApiErrorCode, apiErrorCodes } from "./errors.ts";
 
 /** Longest push lifetime: the outbox keeps nothing longer than a week. */
 export const MAX_TTL_SECONDS = 7 * 24 * 60 * 60;
@@ -24,14 +24,34 @@ export const EdgeId = Type.String({
 
 const Millis = Type.Integer({ description: "milliseconds since the Unix epoch" });
 
-export const ErrorResponse = Type.Object(
+/**
+ * The body of every error answer. Registered once on the app (`sharedSchemas`), so the OpenAPI
+ * document holds it once, as the component `ApiError`, and error responses refer to it.
+ */
+export const ApiErrorSchema = Type.Object(
   {
-    statusCode: Type.Integer(),
-    code: Type.Union(apiErrorCodes.map((code) => Type.Literal(code))),
-    message: Type.String(),
+    statusCode: Type.Integer({ description: "the HTTP status, repeated" }),
+    // One enum rather than a union of constants: one line in the document, one type in clients.
+    code: Type.Unsafe<ApiErrorCode>({
+      type: "string",
+      enum: apiErrorCodes,
+      description: "what went wrong; one of a closed list (docs/admin-api.md)",
+    }),
+    message: Type.String({ description: "for people; may change" }),
   },
-  { description: "Every error has this shape; `code` is one of a closed list (see docs/admin-api.md)." },
+  { $id: "ApiError", description: "Every error answer has this shape." },
 );
+
+/** Schemas every route may refer to by `$ref`; `buildApp` adds them before any route. */
+export const sharedSchemas = [ApiErrorSchema] as const;
+
+/** An error response: a reference to {@link ApiErrorSchema}, described for the status it is. */
+export function errorResponse(description: string): TUnsafe<Static<typeof ApiErrorSchema>> {
+  return Type.Unsafe<Static<typeof ApiErrorSchema>>({ $ref: "ApiError#", description });
+}
+
+/** An error response with nothing to say beyond its status and code. */
+export const ErrorResponse = errorResponse("An error; `code` says which.");
 
 export const DeviceParams = Type.Object({ deviceId: DeviceId }, { additionalProperties: false });
 export const EdgeParams = Type.Object({ edgeId: EdgeId }, { additionalProperties: false });
@@ -47,22 +67,28 @@ export const Edge = Type.Object({
   }),
 });
 
-export const EdgeList = Type.Object({ edges: Type.Array(Edge) });
+export const EdgeList = Type.Object(
+  { edges: Type.Array(Edge) },
+  { description: "The edges whose slot lease has not expired, by slot." },
+);
 
-export const Device = Type.Object({
-  deviceId: DeviceId,
-  online: Type.Boolean({ description: "true while the edge named here holds a live lease on its slot" }),
-  edgeId: EdgeId,
-  slot: Type.Integer({ minimum: 0 }),
-  connId: Type.String(),
-  connectedAt: Millis,
-  epoch: Type.Integer({
-    description: "the connection's ownership epoch: of two connections of the device, the higher is newer",
-  }),
-  protocol: Type.String({
-    description: "what the device speaks: ndjson, mqtt5 or mqtt3.1.1, with +ws when carried by a WebSocket",
-  }),
-});
+export const Device = Type.Object(
+  {
+    deviceId: DeviceId,
+    online: Type.Boolean({ description: "true while the edge named here holds a live lease on its slot" }),
+    edgeId: EdgeId,
+    slot: Type.Integer({ minimum: 0 }),
+    connId: Type.String(),
+    connectedAt: Millis,
+    epoch: Type.Integer({
+      description: "the connection's ownership epoch: of two connections of the device, the higher is newer",
+    }),
+    protocol: Type.String({
+      description: "what the device speaks: ndjson, mqtt5 or mqtt3.1.1, with +ws when carried by a WebSocket",
+    }),
+  },
+  { description: "The device's newest connection, and whether it is live." },
+);
 
 export const EdgeDevicesQuery = Type.Object(
   {
@@ -81,11 +107,14 @@ export const EdgeDevice = Type.Object({
   protocol: Type.String({ description: "ndjson, mqtt5 or mqtt3.1.1, with +ws when carried by a WebSocket" }),
 });
 
-export const EdgeDevicePage = Type.Object({
-  edgeId: EdgeId,
-  items: Type.Array(EdgeDevice),
-  cursor: Type.Optional(Type.String({ description: "pass back as `cursor` for the next page; absent on the last" })),
-});
+export const EdgeDevicePage = Type.Object(
+  {
+    edgeId: EdgeId,
+    items: Type.Array(EdgeDevice),
+    cursor: Type.Optional(Type.String({ description: "pass back as `cursor` for the next page; absent on the last" })),
+  },
+  { description: "A page of the connection records that name the edge." },
+);
 
 export const PushBody = Type.Object(
   {
@@ -102,24 +131,39 @@ export const PushBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const PushAccepted = Type.Object({
-  messageId: Type.String({ description: "the push frame's `id`; the device acks it" }),
-  online: Type.Boolean({ description: "whether the device had a live connection when the push was accepted" }),
-  expiresAt: Millis,
-});
+export const PushAccepted = Type.Object(
+  {
+    messageId: Type.String({ description: "the push frame's `id`; the device acks it" }),
+    online: Type.Boolean({ description: "whether the device had a live connection when the push was accepted" }),
+    expiresAt: Millis,
+  },
+  { description: "Kafka has the push; a worker delivers it, or keeps it in the outbox until `expiresAt`." },
+);
 
-export const KickAccepted = Type.Object({
-  deviceId: DeviceId,
-  edgeId: EdgeId,
-  connId: Type.String(),
-});
+export const KickAccepted = Type.Object(
+  {
+    deviceId: DeviceId,
+    edgeId: EdgeId,
+    connId: Type.String(),
+  },
+  { description: "Kafka has the kick; the edge named closes the connection with `bye kicked`." },
+);
 
-/** Error responses a /v1 route can give besides its own: for the OpenAPI document. */
+/** Error responses any /v1 route can give besides its own: for the OpenAPI document. */
 export const commonErrors = {
-  400: ErrorResponse,
-  401: ErrorResponse,
-  500: ErrorResponse,
-  503: ErrorResponse,
+  400: errorResponse("The request does not match its schema (`validation_failed`) or cannot be read (`bad_request`)."),
+  401: errorResponse("No bearer token, or the wrong one (`unauthorized`)."),
+  500: errorResponse("A bug (`internal`); the log has the details."),
+  503: errorResponse("Kafka or DynamoDB did not answer in time (`unavailable`); retry."),
 } as const;
+
+/**
+ * 429 from any /v1 route: the API's bound on requests in flight, or the limit on failed
+ * authentications. Apart from {@link commonErrors}, since a route may have a 429 of its own.
+ */
+export const busyError = errorResponse(
+  "Too many requests in flight (`overloaded`), or too many failed authentications from this address " +
+    "(`rate_limited`); retry after `Retry-After` seconds.",
+);
 
 export const bearerSecurity = [{ bearerAuth: [] }];

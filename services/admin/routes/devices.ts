@@ -12,11 +12,12 @@ import { ApiError } from "../errors.ts";
 import { lookupDevice } from "../presence.ts";
 import {
   bearerSecurity,
+  busyError,
   commonErrors,
   DEFAULT_TTL_SECONDS,
   Device,
   DeviceParams,
-  ErrorResponse,
+  errorResponse,
   KickAccepted,
   PushAccepted,
   PushBody,
@@ -31,6 +32,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
     "/devices/:deviceId",
     {
       schema: {
+        operationId: "getDevice",
         summary: "Look a device up",
         description:
           "The device's newest connection. `online` is true only while the edge named holds a live lease on the slot; " +
@@ -39,7 +41,12 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
         tags: ["devices"],
         security: bearerSecurity,
         params: DeviceParams,
-        response: { 200: Device, 404: ErrorResponse, ...commonErrors },
+        response: {
+          200: Device,
+          404: errorResponse("The device has no connection record (`device_not_found`)."),
+          429: busyError,
+          ...commonErrors,
+        },
       },
     },
     async (request) => {
@@ -65,6 +72,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
     {
       bodyLimit: PUSH_BODY_LIMIT,
       schema: {
+        operationId: "pushMessage",
         summary: "Push a message to a device",
         description:
           "Writes the push to `downlink` (key = deviceId). The worker delivers it to the device's edge, or keeps it in " +
@@ -73,7 +81,15 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
         security: bearerSecurity,
         params: DeviceParams,
         body: PushBody,
-        response: { 202: PushAccepted, 413: ErrorResponse, 415: ErrorResponse, ...commonErrors },
+        response: {
+          202: PushAccepted,
+          413: errorResponse(
+            "The body is over 64 KiB, or the push frame the device would get is over its frame limit (`payload_too_large`).",
+          ),
+          415: errorResponse("The body is not `application/json` (`unsupported_media_type`)."),
+          429: busyError,
+          ...commonErrors,
+        },
       },
     },
     async (request, reply) => {
@@ -112,6 +128,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
     "/devices/:deviceId/connection",
     {
       schema: {
+        operationId: "kickDevice",
         summary: "Kick a device",
         description:
           "Tells the edge holding the device's connection to close it with `bye kicked` (a control record on the " +
@@ -120,7 +137,14 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = asyn
         tags: ["devices"],
         security: bearerSecurity,
         params: DeviceParams,
-        response: { 202: KickAccepted, 404: ErrorResponse, ...commonErrors },
+        response: {
+          202: KickAccepted,
+          404: errorResponse(
+            "The device has no connection record (`device_not_found`), or its record's edge is gone (`device_offline`).",
+          ),
+          429: busyError,
+          ...commonErrors,
+        },
       },
     },
     async (request, reply) => {

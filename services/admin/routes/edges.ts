@@ -1,7 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { leaseLive } from "../../../shared/registry/index.ts";
 import type { RouteDeps } from "../deps.ts";
-import { bearerSecurity, commonErrors, EdgeDevicePage, EdgeDevicesQuery, EdgeList, EdgeParams } from "../schemas.ts";
+import {
+  bearerSecurity,
+  busyError,
+  commonErrors,
+  EdgeDevicePage,
+  EdgeDevicesQuery,
+  EdgeList,
+  EdgeParams,
+} from "../schemas.ts";
 
 /** The fleet: live edges and the devices each holds. */
 export const edgeRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = async (app, { deps }) => {
@@ -9,11 +17,12 @@ export const edgeRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = async 
     "/edges",
     {
       schema: {
+        operationId: "listEdges",
         summary: "List live edges",
         description: "Edges whose slot lease has not expired, by slot.",
         tags: ["fleet"],
         security: bearerSecurity,
-        response: { 200: EdgeList, ...commonErrors },
+        response: { 200: EdgeList, 429: busyError, ...commonErrors },
       },
     },
     async () => {
@@ -38,6 +47,7 @@ export const edgeRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = async 
     "/edges/:edgeId/devices",
     {
       schema: {
+        operationId: "listEdgeDevices",
         summary: "List one edge's devices",
         description:
           "Connection records naming the edge, a page at a time. Records of an edge that died stay listed until they are replaced.",
@@ -45,7 +55,7 @@ export const edgeRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps }> = async 
         security: bearerSecurity,
         params: EdgeParams,
         querystring: EdgeDevicesQuery,
-        response: { 200: EdgeDevicePage, ...commonErrors },
+        response: { 200: EdgeDevicePage, 429: busyError, ...commonErrors },
       },
     },
     async (request) => {

@@ -35,10 +35,13 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps; metrics:
     "/healthz",
     {
       schema: {
+        operationId: "getLiveness",
         summary: "Liveness",
         description: "200 while the process serves HTTP.",
         tags: ["operations"],
-        response: { 200: Type.Object({ status: Type.Literal("ok") }) },
+        response: {
+          200: Type.Object({ status: Type.Literal("ok") }, { description: "The process serves HTTP." }),
+        },
       },
     },
     async () => ({ status: "ok" as const }),
@@ -48,10 +51,16 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: RouteDeps; metrics:
     "/readyz",
     {
       schema: {
+        operationId: "getReadiness",
         summary: "Readiness",
         description: "Pings DynamoDB (the registry) and Kafka (the broker admin client). 503 names what failed.",
         tags: ["operations"],
-        response: { 200: Readiness, 503: Readiness },
+        response: {
+          200: Type.Object(Readiness.properties, { description: "DynamoDB and Kafka both answered." }),
+          503: Type.Object(Readiness.properties, {
+            description: "DynamoDB or Kafka did not answer; `checks` says which (`failed`).",
+          }),
+        },
       },
     },
     async (request, reply) => {
