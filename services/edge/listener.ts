@@ -8,7 +8,7 @@ import type { Logger } from "../../shared/log/index.ts";
 import { ByeReason, encodeBye, encodeError, WireErrorCode } from "../../shared/protocol/index.ts";
 import type { EdgeConfig } from "./config.ts";
 import type { EdgeMetrics } from "./metrics.ts";
-import { MqttWire, type WillMessage } from "./mqtt-wire.ts";
+import { MqttWire } from "./mqtt-wire.ts";
 import { takeProxyHeader } from "./proxy-protocol.ts";
 import { Session, type SessionEvents, type UnwelcomedBudget } from "./session.ts";
 import { WebSocketUpgrades } from "./websocket.ts";
@@ -54,8 +54,6 @@ export interface ListenerOptions {
   readonly events: SessionEvents;
   /** False while the edge is not taking devices: new sockets are sent away. */
   readonly accepting: () => boolean;
-  /** An MQTT device went away without DISCONNECT and had left a Will message. */
-  readonly will?: (session: Session, will: WillMessage) => void;
 }
 
 /**
@@ -309,7 +307,7 @@ export class DeviceListener implements UnwelcomedBudget {
   }
 
   #mqttWire(websocket: boolean): WireFactory {
-    const { config, log, events, will } = this.#options;
+    const { config, log, events } = this.#options;
     return (session) =>
       new MqttWire({
         session,
@@ -317,7 +315,6 @@ export class DeviceListener implements UnwelcomedBudget {
         limits: config.limits,
         log,
         websocket,
-        ...(will === undefined ? {} : { will }),
       });
   }
 

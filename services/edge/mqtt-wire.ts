@@ -9,6 +9,7 @@ import {
 } from "mqtt-packet";
 import type { Logger } from "../../shared/log/index.ts";
 import { MAX_REQUEST_ID_LENGTH } from "../../shared/protocol/index.ts";
+import type { PresenceWill } from "../../shared/records/index.ts";
 import type { EdgeLimits } from "./config.ts";
 import {
   connackRefusal,
@@ -34,12 +35,6 @@ const MAX_PACKET_ID = 0xffff;
 const PING_LINE = Buffer.from('{"t":"ping"}');
 const BYE_LINE = Buffer.from('{"t":"bye"}');
 
-/** What the device asked the edge to publish when it goes away without DISCONNECT. */
-export interface WillMessage {
-  readonly topic: string;
-  readonly payload: Buffer;
-}
-
 export interface MqttWireOptions {
   readonly session: Session;
   /** Hands a line to the device protocol, as if an NDJSON device had sent it. */
@@ -47,8 +42,6 @@ export interface MqttWireOptions {
   readonly limits: EdgeLimits;
   readonly log: Logger;
   readonly websocket: boolean;
-  /** The connection ended without DISCONNECT and the device left a Will. */
-  readonly will?: (session: Session, will: WillMessage) => void;
 }
 
 /** Where the answer to a request goes (5.0: the response topic and correlation data). */
@@ -99,7 +92,8 @@ export class MqttWire implements Wire {
   readonly #routes = new Map<string, AnswerRoute>();
   /** Packet id of an answer or push written -> the request or message id its PUBACK acks. */
   readonly #outbound = new Map<number, string>();
-  #will: WillMessage | undefined;
+  /** The Will of the CONNECT, until a DISCONNECT without it. */
+  #will: PresenceWill | undefined;
 
   constructor(options: MqttWireOptions) {
     this.#options = options;
@@ -137,9 +131,10 @@ export class MqttWire implements Wire {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#held = undefined;
-    const will = this.#will;
-    this.#will = undefined;
-    if (will !== undefined && this.#welcomed) this.#options.will?.(this.#session, will);
+  }
+
+  get will(): PresenceWill | undefined {
+    return this.#welcomed ? this.#will : undefined;
   }
 
   // ---- device to edge ----
@@ -184,7 +179,10 @@ export class MqttWire implements Wire {
     if (keepalive !== 0 || this.#v5) this.#session.setIdleMs(Math.ceil(effective * 1500));
     if (packet.will !== undefined) {
       const payload = packet.will.payload;
-      this.#will = { topic: packet.will.topic, payload: typeof payload === "string" ? Buffer.from(payload) : payload };
+      this.#will = {
+        topic: packet.will.topic,
+        payload: typeof payload === "string" ? payload : payload.toString("utf8"),
+      };
     }
     const hello: Record<string, unknown> = { t: "hello", v: 1, deviceId: packet.clientId, ackAnswers: true };
     if (packet.password !== undefined && packet.password.length > 0) hello.token = packet.password.toString("utf8");

@@ -206,6 +206,7 @@ export class Ownership {
         reason,
       },
       ...(session.epoch > 0 ? { epoch: session.epoch } : {}),
+      ...(session.will === undefined ? {} : { will: session.will }),
     });
   }
 

@@ -1,6 +1,7 @@
 import type { Duplex } from "node:stream";
 import type { Logger } from "../../shared/log/index.ts";
 import { type ErrorFrameFields, encodeError, LineSplitter, mayStartObject } from "../../shared/protocol/index.ts";
+import type { PresenceWill } from "../../shared/records/index.ts";
 import type { EdgeLimits } from "./config.ts";
 import type { EdgeMetrics } from "./metrics.ts";
 import { ConnectionProtocol, type Wire, type WireFactory } from "./wire.ts";
@@ -132,6 +133,11 @@ export class Session {
   /** Which protocol the device speaks (and over what), for the registry and the admin API. */
   get protocol(): ConnectionProtocol {
     return this.#wire?.protocol ?? this.#protocol;
+  }
+
+  /** The MQTT Will message due now that the connection ends, if the device left one. */
+  get will(): PresenceWill | undefined {
+    return this.#wire?.will;
   }
 
   /** How long the device may stay silent; undefined: the edge's 2 x heartbeat. */

@@ -1,3 +1,4 @@
+import type { PresenceWill } from "../../shared/records/index.ts";
 import type { Session } from "./session.ts";
 
 /**
@@ -31,6 +32,8 @@ export interface Wire {
   answerNext(): void;
   /** The connection is closing: nothing more is read. */
   stop(): void;
+  /** The Will message still due when the connection ends (MQTT), if the device left one. */
+  readonly will: PresenceWill | undefined;
 }
 
 /** Makes the wire of a new session. */

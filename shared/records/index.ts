@@ -42,7 +42,13 @@ export {
   readTraceParent,
   replyRouteHeaders,
 } from "./headers.ts";
-export { decodePresence, type PresenceEvent, PresenceEventKind, presenceRecord } from "./presence.ts";
+export {
+  decodePresence,
+  type PresenceEvent,
+  PresenceEventKind,
+  type PresenceWill,
+  presenceRecord,
+} from "./presence.ts";
 export {
   type AnswerReply,
   answerRecord,

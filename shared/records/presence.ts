@@ -19,6 +19,17 @@ export interface PresenceEvent {
   readonly reason?: string;
   /** The connection's ownership epoch: of two events of one device, the higher epoch is newer. */
   readonly epoch?: number;
+  /**
+   * For `disconnected`: the MQTT Will message the device left in CONNECT, when the connection
+   * ended without DISCONNECT (the payload as UTF-8 text).
+   */
+  readonly will?: PresenceWill;
+}
+
+/** An MQTT device's Will message, carried by its `disconnected` event. */
+export interface PresenceWill {
+  readonly topic: string;
+  readonly payload: string;
 }
 
 /**
@@ -34,6 +45,7 @@ export function presenceRecord(eventsTopic: string, event: PresenceEvent): Outgo
     at: event.at,
     ...(event.reason === undefined ? {} : { reason: event.reason }),
     ...(event.epoch === undefined ? {} : { epoch: event.epoch }),
+    ...(event.will === undefined ? {} : { will: { topic: event.will.topic, payload: event.will.payload } }),
   };
   return { topic: eventsTopic, key: event.deviceId, value: JSON.stringify(value) };
 }
@@ -42,7 +54,7 @@ export function presenceRecord(eventsTopic: string, event: PresenceEvent): Outgo
 export function decodePresence(message: IncomingMessage): Decoded<PresenceEvent> {
   const parsed = parseObject(message.value, "presence event");
   if (!parsed.ok) return parsed;
-  const { event, deviceId, edgeId, connId, at, reason, epoch } = parsed.value;
+  const { event, deviceId, edgeId, connId, at, reason, epoch, will } = parsed.value;
   if (event !== PresenceEventKind.Connected && event !== PresenceEventKind.Disconnected) {
     return refuse("presence event is neither connected nor disconnected");
   }
@@ -51,10 +63,22 @@ export function decodePresence(message: IncomingMessage): Decoded<PresenceEvent>
   if (!isNonEmptyString(connId)) return refuse("presence event has no connId");
   if (!isFiniteNumber(at)) return refuse("presence event has no valid at");
   if (reason !== undefined && typeof reason !== "string") return refuse("presence event reason is not a string");
+  const willValue = readWill(will);
+  if (willValue === null) return refuse("presence event will is not a topic and payload");
   const value: PresenceEvent = {
     ...{ event, deviceId, edgeId, connId, at },
     ...(reason === undefined ? {} : { reason }),
     ...(Number.isSafeInteger(epoch) ? { epoch: epoch as number } : {}),
+    ...(willValue === undefined ? {} : { will: willValue }),
   };
   return { ok: true, value };
+}
+
+/** undefined when absent, null when malformed. */
+function readWill(will: unknown): PresenceWill | undefined | null {
+  if (will === undefined) return undefined;
+  if (typeof will !== "object" || will === null) return null;
+  const { topic, payload } = will as Record<string, unknown>;
+  if (typeof topic !== "string" || typeof payload !== "string") return null;
+  return { topic, payload };
 }

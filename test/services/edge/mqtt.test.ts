@@ -11,7 +11,7 @@ import { generate } from "mqtt-packet";
 import { buildApp } from "../../../services/admin/app.ts";
 import { createAuthenticator, hmacToken } from "../../../shared/auth/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
-import { pushFrame, pushRecord } from "../../../shared/records/index.ts";
+import { decodePresence, type PresenceEvent, pushFrame, pushRecord } from "../../../shared/records/index.ts";
 import { EchoWorker, eventually, memoryFleet, sleep, startEdge, type TestFleet } from "./helpers.ts";
 
 const SECRET = "mqtt-test-secret";
@@ -146,6 +146,37 @@ describe("MQTT binding (mqtt.js, memory adapters)", () => {
     });
     assert.equal(response.statusCode, 200);
     assert.equal(response.json().protocol, "mqtt5");
+  });
+
+  it("turns the Will of a device that went away without DISCONNECT into its disconnected presence event", async () => {
+    const events: PresenceEvent[] = [];
+    const consumer = fleet.broker.groupConsumer({ groupId: "will-watch", topics: [fleet.common.names.eventsTopic] });
+    await consumer.start(async (message) => {
+      const decoded = decodePresence(message);
+      if (decoded.ok) events.push(decoded.value);
+    });
+    cleanup.push(() => consumer.close());
+    for (const [deviceId, clean] of [
+      ["mq5-will", false],
+      ["mq5-will-clean", true],
+    ] as const) {
+      const device = await connect(deviceId, {
+        will: { topic: "status/gone", payload: Buffer.from("offline"), qos: 0, retain: false },
+      });
+      if (clean) await device.client.endAsync();
+      else device.client.stream.destroy();
+    }
+    await eventually(
+      () =>
+        events.filter((event) => event.event === "disconnected" && event.deviceId.startsWith("mq5-will")).length === 2,
+      3000,
+      "both disconnected events",
+    );
+    const gone = events.find((event) => event.event === "disconnected" && event.deviceId === "mq5-will");
+    assert.deepEqual(gone?.will, { topic: "status/gone", payload: "offline" });
+    const clean = events.find((event) => event.event === "disconnected" && event.deviceId === "mq5-will-clean");
+    assert.equal(clean?.reason, "bye");
+    assert.equal(clean?.will, undefined);
   });
 
   it("answers an MQTT 3.1.1 request tether/req/<type>/<id> on tether/res/<id>", async () => {
