@@ -19,7 +19,7 @@
  *   BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof"   profiles the edge and the worker
  */
 import { execFile, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
@@ -71,6 +71,37 @@ function cpuSeconds(pid: number | undefined): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** CPU seconds per thread name (MainThread, rdk:broker1, libuv-worker...) of a process. */
+function threadCpu(pid: number | undefined): Map<string, number> {
+  const byName = new Map<string, number>();
+  if (pid === undefined) return byName;
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const name = readFileSync(`/proc/${pid}/task/${task}/comm`, "utf8").trim();
+        const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        byName.set(name, (byName.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
+      } catch {
+        // The thread ended.
+      }
+    }
+  } catch {
+    // Gone.
+  }
+  return byName;
+}
+
+/** Cores per thread name between two samples, largest first, as "name 0.12". */
+function threadCores(before: Map<string, number>, after: Map<string, number>, seconds: number): string {
+  return [...after]
+    .map(([name, cpu]) => [name, (cpu - (before.get(name) ?? 0)) / seconds] as const)
+    .filter(([, cores]) => cores >= 0.005)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, cores]) => `${name} ${cores.toFixed(2)}`)
+    .join(", ");
 }
 
 interface KafkaLatency {
@@ -183,15 +214,17 @@ async function load(
     ],
     { env: { ...process.env, BENCH_SECRET: AUTH_SECRET }, stdio: ["ignore", "pipe", "inherit"] },
   );
-  let start: { at: number; edge: number; worker: number; broker: number } | undefined;
-  let result: LoadResult | undefined;
-  let end: { at: number; edge: number; worker: number; broker: number } | undefined;
   const sample = () => ({
     at: performance.now(),
     edge: cpuSeconds(pids.edge),
     worker: cpuSeconds(pids.worker),
     broker: cpuSeconds(kafkaPid),
+    edgeThreads: threadCpu(pids.edge),
+    workerThreads: threadCpu(pids.worker),
   });
+  let start: ReturnType<typeof sample> | undefined;
+  let result: LoadResult | undefined;
+  let end: ReturnType<typeof sample> | undefined;
   for await (const line of createInterface({ input: child.stdout })) {
     if (line === "measuring") start = sample();
     else if (line.startsWith("{")) {
@@ -201,6 +234,8 @@ async function load(
   }
   if (start === undefined || end === undefined || result === undefined) throw new Error(`load ${name} failed`);
   const elapsed = (end.at - start.at) / 1000;
+  say(`  ${name}: edge threads (cores): ${threadCores(start.edgeThreads, end.edgeThreads, elapsed)}`);
+  say(`  ${name}: worker threads (cores): ${threadCores(start.workerThreads, end.workerThreads, elapsed)}`);
   const edgeCpu = end.edge - start.edge;
   const workerCpu = end.worker - start.worker;
   return {
@@ -217,8 +252,9 @@ async function main(): Promise<void> {
   if (!brokers || !dynamodb) throw new Error("set TETHER_KAFKA_BROKERS and TETHER_DYNAMODB_ENDPOINT");
   const libs = await ensureKafkaLibs(say);
   const prefix = uniquePrefix();
+  const kafkaRecords = Number(process.env.BENCH_KAFKA_RECORDS ?? 20_000);
   say(`Kafka EndToEndLatency (acks=all, ${FRAME_BYTES} B, one hop), before:`);
-  const before = await endToEndLatency(libs, `${prefix}floor-e2e`, 20_000);
+  const before = await endToEndLatency(libs, `${prefix}floor-e2e`, kafkaRecords);
   say(`  avg ${before.avgMs} ms, p50 ${before.p50Ms} ms, p99 ${before.p99Ms} ms`);
   say(`Kafka ProducerPerformance (acks=all, idempotent, ${FRAME_BYTES} B, unthrottled):`);
   const admin = createKafkaBroker({
@@ -227,8 +263,15 @@ async function main(): Promise<void> {
   }).admin();
   await admin.ensureTopics([{ name: `${prefix}floor-perf`, partitions: 12 }]);
   await admin.close();
-  say(`  ${await producerPerformance(libs, `${prefix}floor-perf`, 500_000)}`);
+  say(`  ${await producerPerformance(libs, `${prefix}floor-perf`, kafkaRecords * 25)}`);
 
+  // BENCH_SERVICE_ENV="K=V K=V": settings for both services, to compare one against the defaults.
+  const serviceEnv = Object.fromEntries(
+    (process.env.BENCH_SERVICE_ENV ?? "")
+      .split(" ")
+      .filter((pair) => pair.includes("="))
+      .map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]),
+  );
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "");
   const fleet = new Fleet({
     kafkaBrokers: brokers,
@@ -239,7 +282,8 @@ async function main(): Promise<void> {
     supervise: false,
     nodeArgs,
     // The per-connection rate limit (default 100/s) would cap a closed loop at 10,000/s.
-    edgeEnv: { TETHER_RATE_LIMIT: "100000" },
+    edgeEnv: { TETHER_RATE_LIMIT: "100000", ...serviceEnv },
+    workerEnv: serviceEnv,
   });
   const rows: Row[] = [];
   try {
@@ -247,14 +291,21 @@ async function main(): Promise<void> {
     const edge = await fleet.startEdge();
     const worker = await fleet.startWorker();
     const pids = { edge: edge.nodePid(), worker: worker.nodePid() };
-    rows.push(await load("open loop 1,000 req/s", edge.devicePort, pids, { mode: "rate", rate: 1000 }, prefix));
-    rows.push(await load("closed loop, 1 open", edge.devicePort, pids, { mode: "closed", window: 1 }, prefix));
-    rows.push(await load("closed loop, 8 open", edge.devicePort, pids, { mode: "closed", window: 8 }, prefix));
+    // BENCH_ROWS=open,closed1,closed8 picks rows (all by default), e.g. to profile one of them.
+    const picked = (process.env.BENCH_ROWS ?? "open,closed1,closed8").split(",");
+    const shapes = [
+      ["open", "open loop 1,000 req/s", { mode: "rate", rate: 1000 }],
+      ["closed1", "closed loop, 1 open", { mode: "closed", window: 1 }],
+      ["closed8", "closed loop, 8 open", { mode: "closed", window: 8 }],
+    ] as const;
+    for (const [key, name, shape] of shapes) {
+      if (picked.includes(key)) rows.push(await load(name, edge.devicePort, pids, shape, prefix));
+    }
   } finally {
     await fleet.close();
   }
   say("Kafka EndToEndLatency, after:");
-  const after = await endToEndLatency(libs, `${prefix}floor-e2e2`, 20_000);
+  const after = await endToEndLatency(libs, `${prefix}floor-e2e2`, kafkaRecords);
   say(`  avg ${after.avgMs} ms, p50 ${after.p50Ms} ms, p99 ${after.p99Ms} ms`);
   const floorMs = 2 * Math.min(before.avgMs, after.avgMs);
   say(`\ntwice Kafka's one-hop average (lower run): ${floorMs.toFixed(2)} ms\n`);

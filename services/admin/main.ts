@@ -51,7 +51,10 @@ async function main(): Promise<void> {
     const registry = await createRegistry(common, logger, { calls: new DynamoCallMetrics(metrics) });
     shutdown.addFirst("registry", () => registry.close());
     const statistics = kafkaClientMetrics(metrics, common.kafka.statisticsIntervalMs);
-    const broker = await createBroker(common, logger, { statistics });
+    const broker = await createBroker(common, logger, {
+      statistics,
+      onFatal: (error) => life.fail(error, "Kafka consumer stalled"),
+    });
     const admin = broker.admin();
     shutdown.addFirst("broker-admin", () => admin.close());
     // Pushes and kicks need `downlink` and `replies`. In development (and on the in-process

@@ -46,7 +46,10 @@ async function main(): Promise<void> {
   const metrics = new EdgeMetrics();
   installProcessMetrics(metrics.registry, { service: "edge", build });
   const statistics = kafkaClientMetrics(metrics.registry, config.common.kafka.statisticsIntervalMs);
-  const broker = await createBroker(config.common, logger, { statistics });
+  const broker = await createBroker(config.common, logger, {
+    statistics,
+    onFatal: (error) => life.fail(error, "Kafka consumer stalled"),
+  });
   if (config.common.registry === "dynamodb" && config.common.dynamodb.endpoint !== undefined) {
     // DynamoDB Local (the local cluster) starts empty; in AWS the stack owns the tables.
     const { ensureTables } = await import("../../shared/registry/dynamodb/index.ts");

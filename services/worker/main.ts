@@ -56,7 +56,10 @@ async function main(): Promise<void> {
   const metrics = new WorkerMetrics();
   installProcessMetrics(metrics.registry, { service: "worker", build });
   const statistics = kafkaClientMetrics(metrics.registry, config.kafka.statisticsIntervalMs);
-  const broker = await createBroker(config, logger, { statistics });
+  const broker = await createBroker(config, logger, {
+    statistics,
+    onFatal: (error) => life.fail(error, "Kafka consumer stalled"),
+  });
   const admin = broker.admin();
   try {
     await admin.ensureTopics(

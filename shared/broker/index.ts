@@ -3,6 +3,7 @@
  * layout, and a factory that picks the adapter from configuration.
  */
 import type { CommonConfig } from "../config/index.ts";
+import type { TetherError } from "../errors/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { Broker, StatisticsListener } from "./types.ts";
 
@@ -23,7 +24,11 @@ export type * from "./types.ts";
 export async function createBroker(
   config: CommonConfig,
   logger: Logger,
-  options: { readonly statistics?: StatisticsListener } = {},
+  options: {
+    readonly statistics?: StatisticsListener;
+    /** A Kafka consumer's client stopped and the service must be replaced (see StreamLoop). */
+    readonly onFatal?: (error: TetherError) => void;
+  } = {},
 ): Promise<Broker> {
   if (config.broker === "memory") {
     const { MemoryBroker } = await import("./memory/index.ts");

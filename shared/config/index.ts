@@ -146,6 +146,12 @@ export interface KafkaSettings {
    */
   readonly lingerMs?: number;
   /**
+   * How consumers take messages from librdkafka: `stream` (default), the client's consume thread
+   * handing each message over as it arrives; `pull`, batches fetched on the libuv pool when
+   * librdkafka signals its queue.
+   */
+  readonly consumeMode?: "stream" | "pull";
+  /**
    * How often each Kafka client reports its statistics (queue depth, broker round trips,
    * consumer lag) to the service's metrics, in ms; 0 turns them off. Default 15 000.
    */
@@ -262,6 +268,7 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
       region,
       replicationFactor: reader.integer("TETHER_KAFKA_REPLICATION_FACTOR", -1, { min: -1, max: 5 }),
       lingerMs: reader.integer("TETHER_KAFKA_LINGER_MS", 0, { min: 0, max: 1000 }),
+      consumeMode: reader.oneOf("TETHER_KAFKA_CONSUME", ["stream", "pull"] as const, "stream"),
       statisticsIntervalMs: reader.integer("TETHER_KAFKA_STATS_INTERVAL_MS", 15_000, { min: 0, max: 3_600_000 }),
     },
     registry,

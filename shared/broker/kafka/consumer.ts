@@ -7,6 +7,7 @@ import { OffsetSaver } from "../offsets.ts";
 import type {
   GroupConsumer,
   GroupConsumerOptions,
+  IncomingMessage,
   MessageHandler,
   PartitionConsumer,
   PartitionConsumerOptions,
@@ -14,7 +15,7 @@ import type {
 } from "../types.ts";
 import { baseConfig } from "./config.ts";
 import { kafkaError } from "./errors.ts";
-import { FetchLoop } from "./fetch.ts";
+import { FetchLoop, type MessageLoop, StreamLoop } from "./fetch.ts";
 import {
   type Config,
   codes,
@@ -33,6 +34,12 @@ export interface ConsumerTuning {
   readonly maxPending?: number;
   /** Where the clients' statistics go; none are collected without it. */
   readonly statistics?: StatisticsListener;
+  /**
+   * A consumer whose client stopped taking messages while messages wait (see `StreamLoop`):
+   * the service cannot recover it in place and should stop with a failure, so that it is
+   * replaced. Logged only, without it.
+   */
+  readonly onStall?: (error: TetherError) => void;
 }
 
 /** librdkafka settings of every consumer: manual commits, low latency, a small prefetch. */
@@ -170,34 +177,47 @@ interface Run {
   readonly consumer: NativeConsumer;
   readonly dispatcher: Dispatcher;
   readonly committer: Committer;
-  readonly loop: FetchLoop;
+  readonly loop: MessageLoop;
 }
 
 /**
  * Makes the dispatcher, the native consumer (with its error listeners) and its committer, and
  * the loop feeding the one from the other. Nothing connects yet.
  */
-function makeRun(config: Config, logger: Logger, tuning: ConsumerTuning, dispatch: DispatcherOptions): Run {
+function makeRun(
+  settings: KafkaSettings,
+  config: Config,
+  logger: Logger,
+  tuning: ConsumerTuning,
+  dispatch: DispatcherOptions,
+): Run {
   const dispatcher = new Dispatcher(dispatch);
-  let loop: FetchLoop | undefined;
+  const pull = settings.consumeMode === "pull";
+  let fetchLoop: FetchLoop | undefined;
   const consumer = new native.KafkaConsumer({
     ...config,
     ...statisticsConfig(tuning.statistics),
-    queue_non_empty_cb: () => loop?.wake(),
+    // Only the pull loop waits for librdkafka's queue signal; the stream's thread needs none.
+    ...(pull ? { queue_non_empty_cb: () => fetchLoop?.wake() } : {}),
   });
   watchStatistics(consumer, tuning.statistics, logger);
   consumer.on("event.error", (error) => logger.warn({ err: kafkaError("consumer", error) }, "Kafka error"));
   consumer.on("error", (error) => logger.warn({ err: error }, "Kafka client error"));
   const committer = new Committer(consumer, logger);
-  loop = new FetchLoop({
+  const feed = {
     consumer,
     logger,
-    deliver: (messages) => {
-      for (const message of messages) dispatcher.push(message);
-    },
+    deliver: (message: IncomingMessage) => dispatcher.push(message),
     pending: () => dispatcher.pending(),
     maxPending: tuning.maxPending ?? 1000,
-  });
+  };
+  let loop: MessageLoop;
+  if (pull) {
+    fetchLoop = new FetchLoop(feed);
+    loop = fetchLoop;
+  } else {
+    loop = new StreamLoop({ ...feed, ...(tuning.onStall === undefined ? {} : { onStall: tuning.onStall }) });
+  }
   return { consumer, dispatcher, committer, loop };
 }
 
@@ -265,7 +285,7 @@ export class KafkaGroupConsumer implements GroupConsumer {
       "auto.offset.reset": this.#options.fromBeginning === false ? "latest" : "earliest",
       rebalance_cb: (error: NativeError, partitions: NativeTopicPartition[]) => this.#onRebalance(error, partitions),
     };
-    const run = makeRun(config, this.#logger, this.#tuning, {
+    const run = makeRun(this.#settings, config, this.#logger, this.#tuning, {
       handler,
       concurrency: this.#options.concurrency,
       orderBy: this.#options.orderBy,
@@ -416,7 +436,7 @@ export class KafkaPartitionConsumer implements PartitionConsumer {
       // Where to start when the group has no committed offset for this partition.
       "auto.offset.reset": this.#options.fallback === "latest" ? "latest" : "earliest",
     };
-    const run = makeRun(config, this.#logger, this.#tuning, {
+    const run = makeRun(this.#settings, config, this.#logger, this.#tuning, {
       handler,
       concurrency: this.#options.concurrency,
       orderBy: this.#options.orderBy,

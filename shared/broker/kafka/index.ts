@@ -3,6 +3,7 @@
  * The only module of the project that imports the Kafka client.
  */
 import type { KafkaSettings } from "../../config/index.ts";
+import type { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
 import type {
   Broker,
@@ -29,6 +30,8 @@ export interface KafkaBrokerOptions {
   readonly consumer?: ConsumerTuning;
   /** Every client's statistics go here (queue depth, broker round trips, consumer lag). */
   readonly statistics?: StatisticsListener;
+  /** A consumer's client stopped and cannot be recovered in place (see ConsumerTuning.onStall). */
+  readonly onFatal?: (error: TetherError) => void;
 }
 
 /** Factory for Kafka clients; every call makes a new client with its own connections. */
@@ -56,7 +59,8 @@ export class KafkaBroker implements Broker {
   }
 
   #consumerTuning(): ConsumerTuning {
-    return { ...this.#options.consumer, statistics: this.#options.statistics };
+    const { consumer, statistics, onFatal } = this.#options;
+    return { ...consumer, statistics, ...(onFatal === undefined ? {} : { onStall: onFatal }) };
   }
 
   admin(): BrokerAdmin {

@@ -89,7 +89,14 @@ export interface NativeConsumer extends NativeClient {
   rebalanceProtocol(): string;
   assignmentLost(): boolean;
   consume(count: number, callback: Callback<NativeMessage[]>): void;
+  /**
+   * Without a count: starts the binding's consume thread, which blocks in librdkafka's poll and
+   * hands each message to `callback` on the event loop as it arrives (once per consumer).
+   */
+  consume(callback: (error: NativeError | null | undefined, message?: NativeMessage) => void): void;
   setDefaultConsumeTimeout(timeoutMs: number): void;
+  /** Pause of the consume thread after a poll that timed out. */
+  setDefaultConsumeLoopTimeoutDelay(delayMs: number): void;
   setDefaultIsTimeoutOnlyForFirstMessage(enabled: boolean): void;
   commitCb(partitions: NativeTopicPartition[], callback: (error: NativeError | null | undefined) => void): void;
   committed(partitions: NativeTopicPartition[], timeoutMs: number, callback: Callback<NativeTopicPartition[]>): void;
@@ -102,6 +109,8 @@ export interface NativeConsumer extends NativeClient {
   ): void;
   pause(partitions: NativeTopicPartition[]): void;
   resume(partitions: NativeTopicPartition[]): void;
+  /** The application's position (next offset to hand out) of each partition, -1001 when unknown. */
+  position(partitions?: NativeTopicPartition[]): NativeTopicPartition[];
 }
 
 export interface NativeAdmin {

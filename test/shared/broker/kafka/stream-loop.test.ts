@@ -1,0 +1,145 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { StreamLoop } from "../../../../shared/broker/kafka/fetch.ts";
+import type { NativeConsumer, NativeMessage, NativeTopicPartition } from "../../../../shared/broker/kafka/native.ts";
+import type { IncomingMessage } from "../../../../shared/broker/types.ts";
+import type { TetherError } from "../../../../shared/errors/index.ts";
+import { silentLogger } from "../../../../shared/log/index.ts";
+
+/**
+ * The loop's own logic (backpressure, the stall watchdog) against a stand-in for the client's
+ * consume thread; the Kafka contract suite runs the same loop against a real broker.
+ */
+class ThreadStandIn {
+  onMessage: ((error: null, message: NativeMessage) => void) | undefined;
+  paused = 0;
+  resumed = 0;
+  position = 5;
+  high = 5;
+  readonly assigned: NativeTopicPartition[] = [{ topic: "t", partition: 0 }];
+
+  consumer(): NativeConsumer {
+    return {
+      setDefaultConsumeTimeout: () => {},
+      setDefaultConsumeLoopTimeoutDelay: () => {},
+      consume: (callback: (error: null, message: NativeMessage) => void) => {
+        this.onMessage = callback;
+      },
+      assignments: () => this.assigned,
+      pause: () => {
+        this.paused += 1;
+      },
+      resume: () => {
+        this.resumed += 1;
+      },
+      position: () => [{ topic: "t", partition: 0, offset: this.position }],
+      queryWatermarkOffsets: (
+        _topic: string,
+        _partition: number,
+        _timeout: number,
+        callback: (error: null, offsets: { highOffset: number; lowOffset: number }) => void,
+      ) => callback(null, { highOffset: this.high, lowOffset: 0 }),
+    } as unknown as NativeConsumer;
+  }
+
+  send(offset: number): void {
+    this.onMessage?.(null, { topic: "t", partition: 0, offset, value: Buffer.from("{}"), size: 2 } as NativeMessage);
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test("the stream delivers each message as it arrives, pauses past its bound and resumes at half of it", async () => {
+  const thread = new ThreadStandIn();
+  const delivered: IncomingMessage[] = [];
+  let pending = 0;
+  const loop = new StreamLoop({
+    consumer: thread.consumer(),
+    logger: silentLogger(),
+    deliver: (message) => {
+      delivered.push(message);
+      pending += 1;
+    },
+    pending: () => pending,
+    maxPending: 4,
+  });
+  loop.start();
+  for (let offset = 0; offset < 4; offset++) thread.send(offset);
+  assert.deepEqual(
+    delivered.map((message) => message.offset),
+    ["0", "1", "2", "3"],
+  );
+  assert.equal(loop.paused(), false);
+  thread.send(4);
+  assert.equal(loop.paused(), true, "five pending is past the bound of four");
+  assert.equal(thread.paused, 1);
+  pending = 3;
+  await sleep(30);
+  assert.equal(thread.resumed, 0, "three pending is more than half the bound");
+  pending = 2;
+  await sleep(30);
+  assert.equal(thread.resumed, 1);
+  assert.equal(loop.paused(), false);
+  await loop.stop();
+  thread.send(5);
+  assert.equal(delivered.length, 5, "nothing is delivered once stopped");
+});
+
+test("messages waiting on the broker with none arriving are reported once as a stall", async () => {
+  const thread = new ThreadStandIn();
+  const stalls: TetherError[] = [];
+  const loop = new StreamLoop({
+    consumer: thread.consumer(),
+    logger: silentLogger(),
+    deliver: () => {},
+    pending: () => 0,
+    maxPending: 10,
+    stallMs: 200,
+    onStall: (error) => stalls.push(error),
+  });
+  loop.start();
+  thread.position = 5;
+  thread.high = 9;
+  await sleep(3500);
+  await loop.stop();
+  assert.equal(stalls.length, 1);
+  assert.equal(stalls[0]?.code, "unavailable");
+  assert.match(stalls[0]?.message ?? "", /stalled/);
+});
+
+test("an idle partition, or one that keeps delivering, is no stall", async () => {
+  const idle = new ThreadStandIn();
+  const stalls: TetherError[] = [];
+  const quiet = new StreamLoop({
+    consumer: idle.consumer(),
+    logger: silentLogger(),
+    deliver: () => {},
+    pending: () => 0,
+    maxPending: 10,
+    stallMs: 200,
+    onStall: (error) => stalls.push(error),
+  });
+  quiet.start();
+  idle.position = 7;
+  idle.high = 7;
+
+  const busy = new ThreadStandIn();
+  const flowing = new StreamLoop({
+    consumer: busy.consumer(),
+    logger: silentLogger(),
+    deliver: () => {},
+    pending: () => 0,
+    maxPending: 10,
+    stallMs: 200,
+    onStall: (error) => stalls.push(error),
+  });
+  flowing.start();
+  busy.position = 0;
+  busy.high = 1_000_000;
+  const ticker = setInterval(() => busy.send(busy.position++), 50);
+  await sleep(3500);
+  clearInterval(ticker);
+  await quiet.stop();
+  await flowing.stop();
+  assert.deepEqual(stalls, []);
+});
