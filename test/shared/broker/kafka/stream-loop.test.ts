@@ -49,7 +49,7 @@ class ThreadStandIn {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-test("the stream delivers each message as it arrives, pauses past its bound and resumes at half of it", async () => {
+test("the stream delivers each message as it arrives, pauses a lasting backlog and resumes at half the bound", async () => {
   const thread = new ThreadStandIn();
   const delivered: IncomingMessage[] = [];
   let pending = 0;
@@ -62,16 +62,18 @@ test("the stream delivers each message as it arrives, pauses past its bound and 
     },
     pending: () => pending,
     maxPending: 4,
+    holdMs: 100,
   });
   loop.start();
-  for (let offset = 0; offset < 4; offset++) thread.send(offset);
+  for (let offset = 0; offset < 6; offset++) thread.send(offset);
   assert.deepEqual(
     delivered.map((message) => message.offset),
-    ["0", "1", "2", "3"],
+    ["0", "1", "2", "3", "4", "5"],
   );
-  assert.equal(loop.paused(), false);
-  thread.send(4);
-  assert.equal(loop.paused(), true, "five pending is past the bound of four");
+  assert.equal(loop.paused(), false, "a backlog past the bound first waits in the dispatcher");
+  await sleep(150);
+  thread.send(6);
+  assert.equal(loop.paused(), true, "a backlog that lasted past holdMs pauses");
   assert.equal(thread.paused, 1);
   pending = 3;
   await sleep(30);
@@ -80,9 +82,12 @@ test("the stream delivers each message as it arrives, pauses past its bound and 
   await sleep(30);
   assert.equal(thread.resumed, 1);
   assert.equal(loop.paused(), false);
+  for (let offset = 7; offset < 7 + 17; offset++) thread.send(offset);
+  assert.equal(loop.paused(), true, "a backlog of four times the bound pauses at once");
+  assert.equal(thread.paused, 2);
   await loop.stop();
-  thread.send(5);
-  assert.equal(delivered.length, 5, "nothing is delivered once stopped");
+  thread.send(99);
+  assert.equal(delivered.length, 24, "nothing is delivered once stopped");
 });
 
 test("messages waiting on the broker with none arriving are reported once as a stall", async () => {
