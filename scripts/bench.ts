@@ -87,6 +87,17 @@ const benches: readonly Bench[] = [
       }),
   },
   {
+    name: "mqtt",
+    what: "MQTT 5 devices (mqtt.js) through an edge and a worker process on real Kafka: round trip at 1,000 req/s from 100 devices (PUBACK and answer percentiles), RSS per idle MQTT connection (5,000)",
+    needsCluster: true,
+    run: (env) =>
+      tsx(["bench/mqtt.ts", "1000", "100", "15", process.env.BENCH_IDLE_CONNECTIONS ?? "5000"], {
+        ...env,
+        TETHER_BROKER: "kafka",
+        TETHER_REGISTRY: "dynamodb",
+      }),
+  },
+  {
     name: "edge-junk",
     what: "10,000 sockets that never finish a hello: edge RSS per socket (target <= 4 KiB), median of 3 rounds",
     needsCluster: false,

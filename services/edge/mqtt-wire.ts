@@ -4,6 +4,7 @@ import {
   type IPublishPacket,
   type ISubscribePacket,
   type Packet,
+  type Parser,
   parser,
   type UserProperties,
 } from "mqtt-packet";
@@ -76,7 +77,8 @@ interface EdgeFrame {
 export class MqttWire implements Wire {
   readonly #options: MqttWireOptions;
   readonly #session: Session;
-  readonly #parser = parser();
+  /** Made when bytes come and dropped once they formed whole packets: idle connections hold none. */
+  #parser: Parser | undefined;
   #version: 4 | 5 | undefined;
   #connected = false;
   #welcomed = false;
@@ -98,8 +100,6 @@ export class MqttWire implements Wire {
   constructor(options: MqttWireOptions) {
     this.#options = options;
     this.#session = options.session;
-    this.#parser.on("packet", (packet: Packet) => this.#packet(packet));
-    this.#parser.on("error", (error: unknown) => this.#malformed(error));
   }
 
   get protocol(): ConnectionProtocol {
@@ -114,8 +114,19 @@ export class MqttWire implements Wire {
 
   receive(chunk: Buffer): void {
     if (this.#stopped) return;
-    const pending = this.#parser.parse(chunk);
-    if (!this.#stopped && pending > this.#maxPacketBytes()) this.#tooLarge();
+    const reader = this.#parser ?? this.#newParser();
+    this.#parser = reader;
+    const pending = reader.parse(chunk);
+    if (this.#stopped) return;
+    if (pending > this.#maxPacketBytes()) this.#tooLarge();
+    else if (pending === 0 && this.#parser === reader && betweenPackets(reader)) this.#parser = undefined;
+  }
+
+  #newParser(): Parser {
+    const reader = parser(this.#version === undefined ? {} : { protocolVersion: this.#version });
+    reader.on("packet", (packet: Packet) => this.#packet(packet));
+    reader.on("error", (error: unknown) => this.#malformed(error));
+    return reader;
   }
 
   #maxPacketBytes(): number {
@@ -544,6 +555,15 @@ export class MqttWire implements Wire {
     if (socket.destroyed || socket.writableEnded) return;
     socket.write(this.#packetBytes(packet));
   }
+}
+
+/**
+ * True when the parser holds no part of a packet. mqtt-packet has no public call for it; its
+ * state index is 0 only between packets (a header byte already read leaves it at 1 with nothing
+ * buffered). When the field is not there, the parser is kept.
+ */
+function betweenPackets(reader: Parser): boolean {
+  return (reader as unknown as { _stateCounter?: unknown })._stateCounter === 0;
 }
 
 function isJson(text: string): boolean {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { connect as tcpConnect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-import { generate } from "mqtt-packet";
+import { generate, type Packet, parser } from "mqtt-packet";
 import { buildApp } from "../../../services/admin/app.ts";
 import { createAuthenticator, hmacToken } from "../../../shared/auth/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
@@ -310,6 +310,57 @@ describe("MQTT binding (mqtt.js, memory adapters)", () => {
       await new Promise<void>((resolve) => socket.once("close", () => resolve()));
       assert.equal(Buffer.concat(received).length, 0);
     }
+  });
+
+  it("reads packets that arrive one byte at a time", async () => {
+    const deviceId = "mq5-bytes";
+    const socket = tcpConnect({ port, host: "127.0.0.1", noDelay: true });
+    socket.on("error", () => {});
+    await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+    const reader = parser({ protocolVersion: 5 });
+    const received: Packet[] = [];
+    reader.on("packet", (packet: Packet) => received.push(packet));
+    socket.on("data", (chunk: Buffer) => reader.parse(chunk));
+    const bytes = Buffer.concat([
+      generate(
+        {
+          cmd: "connect",
+          protocolId: "MQTT",
+          protocolVersion: 5,
+          clean: true,
+          clientId: deviceId,
+          keepalive: 30,
+          username: deviceId,
+          password: Buffer.from(hmacToken(SECRET, deviceId)),
+        },
+        { protocolVersion: 5 },
+      ),
+      generate(
+        {
+          cmd: "publish",
+          topic: "tether/req/echo",
+          payload: Buffer.from('{"slow":true}'),
+          qos: 1,
+          dup: false,
+          retain: false,
+          messageId: 7,
+          properties: { correlationData: Buffer.from("b-1") },
+        },
+        { protocolVersion: 5 },
+      ),
+    ]);
+    for (const byte of bytes) {
+      socket.write(Buffer.from([byte]));
+      await sleep(1);
+    }
+    await eventually(() => received.some((packet) => packet.cmd === "publish"), 3000, "the answer");
+    assert.deepEqual(
+      received.map((packet) => packet.cmd),
+      ["connack", "puback", "publish"],
+    );
+    const answer = received[2] as { payload: Buffer };
+    assert.deepEqual(JSON.parse(answer.payload.toString()), { slow: true });
+    socket.destroy();
   });
 
   it("cuts a packet larger than the frame limit", async () => {
