@@ -10,9 +10,13 @@ const SAFETY_POLL_MS = 20;
 /** Converts a librdkafka message to the port's shape. */
 export function toIncoming(message: NativeMessage): IncomingMessage {
   const headers: Record<string, string> = {};
-  for (const header of message.headers ?? []) {
-    for (const [name, value] of Object.entries(header)) {
-      headers[name] = typeof value === "string" ? value : value.toString("utf8");
+  const list = message.headers;
+  if (list !== undefined) {
+    for (const header of list) {
+      for (const name in header) {
+        const value = header[name]!;
+        headers[name] = typeof value === "string" ? value : value.toString("utf8");
+      }
     }
   }
   const key = message.key;

@@ -3,6 +3,7 @@ import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
 import type { DeliveryReport, OutgoingMessage, Producer, SendOptions, StatisticsListener } from "../types.ts";
 import { baseConfig } from "./config.ts";
+import { Deadlines } from "./deadlines.ts";
 import { isAuthFailure, kafkaError, withAuthCause } from "./errors.ts";
 import {
   type Config,
@@ -30,7 +31,10 @@ export interface ProducerTuning {
 interface Pending {
   resolve: (report: DeliveryReport) => void;
   reject: (error: TetherError) => void;
-  timer: NodeJS.Timeout | undefined;
+  /** performance.now() past which the send fails. */
+  readonly deadline: number;
+  readonly timeoutMs: number;
+  readonly topic: string;
   settled: boolean;
 }
 
@@ -50,6 +54,14 @@ export class KafkaProducer implements Producer {
   #closing: Promise<void> | undefined;
   #inFlight = 0;
   readonly #unsettled = new Set<Pending>();
+  readonly #deadlines = new Deadlines<Pending>((pending) => {
+    if (!this.#settle(pending)) return;
+    pending.reject(
+      new TetherError("unavailable", `no delivery report within ${pending.timeoutMs} ms`, {
+        details: { topic: pending.topic },
+      }),
+    );
+  });
   #drained: Array<() => void> = [];
   #authFailure: unknown;
 
@@ -101,11 +113,22 @@ export class KafkaProducer implements Producer {
       return this.connect().then(() => this.send(message, options));
     }
     const producer = this.#producer!;
+    const timeoutMs = options.timeoutMs ?? this.#tuning.sendTimeoutMs ?? 30_000;
     return new Promise<DeliveryReport>((resolve, reject) => {
-      const pending: Pending = { resolve, reject, timer: undefined, settled: false };
+      const pending: Pending = {
+        resolve,
+        reject,
+        deadline: performance.now() + timeoutMs,
+        timeoutMs,
+        topic: message.topic,
+        settled: false,
+      };
       const value = typeof message.value === "string" ? Buffer.from(message.value) : message.value;
-      const headers =
-        message.headers === undefined ? undefined : Object.entries(message.headers).map(([k, v]) => ({ [k]: v }));
+      let headers: Array<Record<string, string>> | undefined;
+      if (message.headers !== undefined) {
+        headers = [];
+        for (const name in message.headers) headers.push({ [name]: message.headers[name]! });
+      }
       try {
         producer.produce(message.topic, message.partition ?? null, value, message.key ?? null, null, pending, headers);
       } catch (error) {
@@ -118,23 +141,13 @@ export class KafkaProducer implements Producer {
       }
       this.#inFlight += 1;
       this.#unsettled.add(pending);
-      const timeoutMs = options.timeoutMs ?? this.#tuning.sendTimeoutMs ?? 30_000;
-      pending.timer = setTimeout(() => {
-        this.#settle(pending);
-        reject(
-          new TetherError("unavailable", `no delivery report within ${timeoutMs} ms`, {
-            details: { topic: message.topic },
-          }),
-        );
-      }, timeoutMs);
-      pending.timer.unref();
+      this.#deadlines.add(pending);
     });
   }
 
   #settle(pending: Pending): boolean {
     if (pending.settled) return false;
     pending.settled = true;
-    clearTimeout(pending.timer);
     this.#unsettled.delete(pending);
     return true;
   }
@@ -212,6 +225,7 @@ export class KafkaProducer implements Producer {
     for (const pending of [...this.#unsettled]) {
       if (this.#settle(pending)) pending.reject(new TetherError("unavailable", "producer closed before delivery"));
     }
+    this.#deadlines.close();
     this.#status = "closed";
   }
 }
