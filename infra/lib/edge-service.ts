@@ -17,6 +17,12 @@ import { acknowledgeConnectionsIndex, type Tables } from "./tables.ts";
 export const DEVICE_PORT = 3000;
 export const DEVICE_TLS_PORT = 443;
 export const EDGE_HTTP_PORT = 9090;
+/** The edge's MQTT port (3.1.1 and 5.0) and the NLB's MQTT over TLS listener. */
+export const MQTT_PORT = 1883;
+export const MQTT_TLS_PORT = 8883;
+/** The edge's WebSocket port (NDJSON, or MQTT with subprotocol mqtt) and the NLB's TLS listener for it. */
+export const WS_PORT = 8083;
+export const WS_TLS_PORT = 8443;
 
 export interface EdgeServiceProps {
   readonly vpc: ec2.IVpc;
@@ -100,6 +106,8 @@ export class EdgeService extends Construct {
     const environment: Record<string, string> = {
       ...props.commonEnvironment,
       TETHER_DEVICE_PORT: String(DEVICE_PORT),
+      TETHER_MQTT_PORT: String(MQTT_PORT),
+      TETHER_WS_PORT: String(WS_PORT),
       TETHER_EDGE_HTTP_PORT: String(EDGE_HTTP_PORT),
       TETHER_AUTH_MODE: props.authMode,
       TETHER_DRAIN_MS: String(props.drainMs),
@@ -117,7 +125,7 @@ export class EdgeService extends Construct {
       memoryLimitMiB: 2048,
       environment,
       secrets,
-      ports: [DEVICE_PORT, EDGE_HTTP_PORT],
+      ports: [DEVICE_PORT, MQTT_PORT, WS_PORT, EDGE_HTTP_PORT],
       healthPort: EDGE_HTTP_PORT,
       stopTimeout: timings.stopTimeout,
       logRetention: props.logRetention,
@@ -168,6 +176,8 @@ export class EdgeService extends Construct {
       }
       if (props.certificateArn !== undefined) {
         lbSecurityGroup.addIngressRule(peer, ec2.Port.tcp(DEVICE_TLS_PORT), "devices, TLS");
+        lbSecurityGroup.addIngressRule(peer, ec2.Port.tcp(MQTT_TLS_PORT), "devices, MQTT over TLS");
+        lbSecurityGroup.addIngressRule(peer, ec2.Port.tcp(WS_TLS_PORT), "devices, WebSocket over TLS");
       }
     }
     this.securityGroup = tasksSecurityGroup(this, {
@@ -179,6 +189,14 @@ export class EdgeService extends Construct {
     // Needed with TLS only too: the TLS listener hands the decrypted stream to this port.
     this.securityGroup.connections.allowFrom(lbSecurityGroup, ec2.Port.tcp(DEVICE_PORT), "device traffic from the NLB");
     this.securityGroup.connections.allowFrom(lbSecurityGroup, ec2.Port.tcp(EDGE_HTTP_PORT), "NLB health checks");
+    if (props.certificateArn !== undefined) {
+      this.securityGroup.connections.allowFrom(lbSecurityGroup, ec2.Port.tcp(MQTT_PORT), "MQTT traffic from the NLB");
+      this.securityGroup.connections.allowFrom(
+        lbSecurityGroup,
+        ec2.Port.tcp(WS_PORT),
+        "WebSocket traffic from the NLB",
+      );
+    }
 
     this.service = privateService(this, {
       cluster: props.cluster,
@@ -229,6 +247,40 @@ export class EdgeService extends Construct {
       });
     }
     if (props.certificateArn !== undefined) {
+      // MQTT and WebSocket devices: TLS ends at the NLB as for NDJSON devices, each port with a
+      // target group of its own (same readiness check, drain and PROXY header settings).
+      for (const [name, listenerPort, containerPort] of [
+        ["Mqtt", MQTT_TLS_PORT, MQTT_PORT],
+        ["WebSocket", WS_TLS_PORT, WS_PORT],
+      ] as const) {
+        const targets = new elbv2.NetworkTargetGroup(this, `${name}Targets`, {
+          vpc: props.vpc,
+          port: containerPort,
+          protocol: elbv2.Protocol.TCP,
+          targetType: elbv2.TargetType.IP,
+          deregistrationDelay: timings.deregistrationDelay,
+          connectionTermination: false,
+          proxyProtocolV2: props.proxyProtocol,
+          healthCheck: {
+            protocol: elbv2.Protocol.HTTP,
+            port: String(EDGE_HTTP_PORT),
+            path: "/readyz",
+            interval: Duration.seconds(10),
+            timeout: Duration.seconds(5),
+            healthyThresholdCount: 2,
+            unhealthyThresholdCount: 3,
+          },
+        });
+        targets.setAttribute("target_health_state.unhealthy.connection_termination.enabled", "false");
+        targets.addTarget(this.service.loadBalancerTarget({ containerName: "edge", containerPort }));
+        this.loadBalancer.addListener(`${name}Tls`, {
+          port: listenerPort,
+          protocol: elbv2.Protocol.TLS,
+          certificates: [elbv2.ListenerCertificate.fromArn(props.certificateArn)],
+          sslPolicy: elbv2.SslPolicy.TLS13_12_RES_PQ,
+          defaultTargetGroups: [targets],
+        });
+      }
       // TLS ends at the NLB; the edge sees plain TCP on the device port. The policy is AWS's
       // current recommendation: TLS 1.3 (hybrid post-quantum key exchange for clients that
       // offer it) and TLS 1.2 restricted to ECDHE with AES-GCM, so no CBC or RSA key exchange.

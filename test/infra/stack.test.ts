@@ -219,10 +219,39 @@ describe("device listeners and ports", () => {
     template.hasOutput("DeviceTlsEndpoint", {});
   });
 
-  test("with a device certificate, production offers devices TLS on 443 only: no plain TCP listener and no public rule for port 3000", () => {
+  test("a certificate adds MQTT over TLS on 8883 and WebSocket over TLS on 8443, each to its own edge port with the readiness check", () => {
+    const { template, stack } = build({ certificateArn: deviceCertificateArn });
+    for (const [listenerPort, edgePort] of [
+      [8883, 1883],
+      [8443, 8083],
+    ] as const) {
+      const groups = template.findResources("AWS::ElasticLoadBalancingV2::TargetGroup", {
+        Properties: { Port: edgePort, Protocol: "TCP", HealthCheckPath: "/readyz", HealthCheckPort: "9090" },
+      });
+      const [groupId] = Object.keys(groups);
+      assert.ok(groupId !== undefined, `a target group for edge port ${edgePort}`);
+      template.hasResourceProperties("AWS::ElasticLoadBalancingV2::Listener", {
+        Port: listenerPort,
+        Protocol: "TLS",
+        Certificates: [{ CertificateArn: deviceCertificateArn }],
+        SslPolicy: "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
+        DefaultActions: [{ Type: "forward", TargetGroupArn: { Ref: groupId } }],
+      });
+      template.hasResourceProperties("AWS::EC2::SecurityGroupIngress", {
+        FromPort: edgePort,
+        GroupId: { "Fn::GetAtt": [logicalId(stack, stack.edge.securityGroup), "GroupId"] },
+        SourceSecurityGroupId: Match.anyValue(),
+      });
+    }
+    const environment = environmentOf(build({ certificateArn: deviceCertificateArn }), "edge");
+    assert.equal(environment.TETHER_MQTT_PORT, "1883");
+    assert.equal(environment.TETHER_WS_PORT, "8083");
+  });
+
+  test("with a device certificate, production offers devices TLS only (443, MQTT 8883, WebSocket 8443): no plain TCP listener and no public rule for port 3000", () => {
     const built = build(prodContext);
-    assert.deepEqual(deviceListeners(built), { 443: "TLS" });
-    assert.deepEqual(publicPorts(built), [443]);
+    assert.deepEqual(deviceListeners(built), { 443: "TLS", 8443: "TLS", 8883: "TLS" });
+    assert.deepEqual(publicPorts(built), [443, 8443, 8883]);
     const outputs = built.template.toJSON().Outputs as Record<string, unknown>;
     assert.equal(outputs.DeviceEndpoint, undefined, "no plain endpoint is advertised");
     assert.ok(outputs.DeviceTlsEndpoint);
@@ -248,10 +277,10 @@ describe("device listeners and ports", () => {
 
   test("devicePlainTcp=true brings the plain TCP listener and its public rule back beside TLS", () => {
     const tlsOnly = build({ certificateArn: deviceCertificateArn });
-    assert.deepEqual(deviceListeners(tlsOnly), { 443: "TLS" });
+    assert.deepEqual(deviceListeners(tlsOnly), { 443: "TLS", 8443: "TLS", 8883: "TLS" });
     const both = build({ certificateArn: deviceCertificateArn, devicePlainTcp: "true" });
-    assert.deepEqual(deviceListeners(both), { 443: "TLS", 3000: "TCP" });
-    assert.deepEqual(publicPorts(both), [443, 3000]);
+    assert.deepEqual(deviceListeners(both), { 443: "TLS", 3000: "TCP", 8443: "TLS", 8883: "TLS" });
+    assert.deepEqual(publicPorts(both), [443, 3000, 8443, 8883]);
     both.template.hasOutput("DeviceEndpoint", {});
   });
 
