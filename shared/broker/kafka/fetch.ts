@@ -40,14 +40,18 @@ export interface MessageLoop {
   paused(): boolean;
 }
 
-export interface FetchLoopOptions {
+/** What both loops are given: the client, and the dispatcher they feed. */
+export interface LoopFeed {
   readonly consumer: NativeConsumer;
   readonly logger: Logger;
   /** Called with each message, in partition order. */
   readonly deliver: (message: IncomingMessage) => void;
-  /** Handled-but-not-finished count; above `maxPending` fetching pauses. */
+  /** Handled-but-not-finished count, which backpressure holds under `maxPending`. */
   readonly pending: () => number;
   readonly maxPending: number;
+}
+
+export interface FetchLoopOptions extends LoopFeed {
   readonly batchSize?: number;
   /** How long the loop may stop taking messages before it pauses the partitions. Default 2000 ms. */
   readonly holdMs?: number;
@@ -198,14 +202,7 @@ export class FetchLoop implements MessageLoop {
   }
 }
 
-export interface StreamLoopOptions {
-  readonly consumer: NativeConsumer;
-  readonly logger: Logger;
-  /** Called with each message as it arrives, in partition order. */
-  readonly deliver: (message: IncomingMessage) => void;
-  /** Handled-but-not-finished count; see `StreamLoop` for when it pauses the partitions. */
-  readonly pending: () => number;
-  readonly maxPending: number;
+export interface StreamLoopOptions extends LoopFeed {
   /** How long a backlog over `maxPending` may last before the partitions are paused. Default 2000 ms. */
   readonly holdMs?: number;
   /**

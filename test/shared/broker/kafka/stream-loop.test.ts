@@ -49,6 +49,21 @@ class ThreadStandIn {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A started loop on `thread` with nothing pending, reporting stalls into `stalls` after 200 ms. */
+function watched(thread: ThreadStandIn, stalls: TetherError[]): StreamLoop {
+  const loop = new StreamLoop({
+    consumer: thread.consumer(),
+    logger: silentLogger(),
+    deliver: () => {},
+    pending: () => 0,
+    maxPending: 10,
+    stallMs: 200,
+    onStall: (error) => stalls.push(error),
+  });
+  loop.start();
+  return loop;
+}
+
 test("the stream delivers each message as it arrives, pauses a lasting backlog and resumes at half the bound", async () => {
   const thread = new ThreadStandIn();
   const delivered: IncomingMessage[] = [];
@@ -93,16 +108,7 @@ test("the stream delivers each message as it arrives, pauses a lasting backlog a
 test("messages waiting on the broker with none arriving are reported once as a stall", async () => {
   const thread = new ThreadStandIn();
   const stalls: TetherError[] = [];
-  const loop = new StreamLoop({
-    consumer: thread.consumer(),
-    logger: silentLogger(),
-    deliver: () => {},
-    pending: () => 0,
-    maxPending: 10,
-    stallMs: 200,
-    onStall: (error) => stalls.push(error),
-  });
-  loop.start();
+  const loop = watched(thread, stalls);
   thread.position = 5;
   thread.high = 9;
   await sleep(3500);
@@ -115,30 +121,12 @@ test("messages waiting on the broker with none arriving are reported once as a s
 test("an idle partition, or one that keeps delivering, is no stall", async () => {
   const idle = new ThreadStandIn();
   const stalls: TetherError[] = [];
-  const quiet = new StreamLoop({
-    consumer: idle.consumer(),
-    logger: silentLogger(),
-    deliver: () => {},
-    pending: () => 0,
-    maxPending: 10,
-    stallMs: 200,
-    onStall: (error) => stalls.push(error),
-  });
-  quiet.start();
+  const quiet = watched(idle, stalls);
   idle.position = 7;
   idle.high = 7;
 
   const busy = new ThreadStandIn();
-  const flowing = new StreamLoop({
-    consumer: busy.consumer(),
-    logger: silentLogger(),
-    deliver: () => {},
-    pending: () => 0,
-    maxPending: 10,
-    stallMs: 200,
-    onStall: (error) => stalls.push(error),
-  });
-  flowing.start();
+  const flowing = watched(busy, stalls);
   busy.position = 0;
   busy.high = 1_000_000;
   const ticker = setInterval(() => busy.send(busy.position++), 50);
