@@ -397,3 +397,41 @@ describe("MQTT binding (mqtt.js, memory adapters)", () => {
     assert.ok(took >= 1000 && took < 3500, `closed after ${took} ms`);
   });
 });
+
+describe("MQTT refusals and draining (mqtt.js, memory adapters)", () => {
+  it("answers requests over the rate limit with PUBACK 0x97, and a draining edge with DISCONNECT 0x8B", async () => {
+    const fleet = await memoryFleet(4);
+    const worker = new EchoWorker(fleet.broker, fleet.common.names);
+    await worker.start();
+    const { edge } = await startEdge(fleet, { drainMs: 300, limits: { rateLimit: 2 } });
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${edge.mqttAddress().port}`, {
+      clientId: "mq5-limited",
+      protocolVersion: 5,
+      reconnectPeriod: 0,
+    });
+    try {
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 6 }, (_, index) =>
+          client.publishAsync("tether/req/echo", String(index), {
+            qos: 1,
+            properties: { correlationData: Buffer.from(`r${index}`) },
+          }),
+        ),
+      );
+      const refused = outcomes.filter((outcome) => outcome.status === "rejected");
+      assert.ok(refused.length >= 3, `${refused.length} of 6 refused`);
+      for (const outcome of refused) assert.equal((outcome.reason as { code?: number }).code, 0x97);
+      let reason: number | undefined;
+      client.on("disconnect", (packet) => {
+        reason = packet.reasonCode;
+      });
+      await edge.drain();
+      await eventually(() => reason !== undefined, 3000, "DISCONNECT from the draining edge");
+      assert.equal(reason, 0x8b);
+    } finally {
+      await client.endAsync(true);
+      await edge.close();
+      await worker.close();
+    }
+  });
+});
