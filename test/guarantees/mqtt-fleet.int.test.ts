@@ -6,10 +6,38 @@
  * devices never resend a request.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { type EdgeFleet, type FleetProcess, report, startEdgeFleet, until } from "../harness/edge-fleet.ts";
 import { freePort } from "../harness/net.ts";
+
+const PAHO_SCRIPT = join(import.meta.dirname, "..", "services", "edge", "paho-client.py");
+
+/** paho-mqtt's python: CI names its venv; locally the same cached venv when present. */
+function pahoPython(): string {
+  const named = process.env.TETHER_TEST_PYTHON;
+  if (named !== undefined && named !== "") return named;
+  const cached = join(
+    process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"),
+    "tether",
+    "paho-mqtt-2.1.0",
+    "bin",
+    "python",
+  );
+  return existsSync(cached) ? cached : "python3";
+}
+
+function run(command: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: 30_000, encoding: "utf8" }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr });
+    });
+  });
+}
 
 const LEASE_MS = Number(process.env.TETHER_GUARANTEE_LEASE_MS ?? 3000);
 const HOLD_MS = 4000;
@@ -148,6 +176,32 @@ describe("MQTT devices on an edge fleet (Kafka, DynamoDB Local)", { timeout: 240
       assert.equal(JSON.parse(second.answers.get("t1")?.payload ?? "null"), "after takeover");
       assert.equal(first.answers.size, 0);
     }
+  });
+
+  it("answers mosquitto_rr (5.0 and 3.1.1) and paho-mqtt through the fleet", async () => {
+    const [a, b] = fleet.edges;
+    for (const [version, edge] of [
+      ["5", a],
+      ["311", b],
+    ] as const) {
+      const deviceId = `mq-rr-${version}`;
+      const topics =
+        version === "5"
+          ? ["-t", "tether/req/echo", "-e", `tether/res/${deviceId}`]
+          : ["-t", "tether/req/echo/rr-1", "-e", "tether/res/rr-1"];
+      const got = await run("mosquitto_rr", [
+        ...["-h", "127.0.0.1", "-p", String(portOf(edge)), "-V", version, "-i", deviceId, "-u", deviceId],
+        ...["-P", fleet.token(deviceId) ?? "", ...topics, "-m", `{"v":"${version}"}`, "-W", "20"],
+      ]);
+      assert.equal(got.code, 0, got.stderr);
+      assert.deepEqual(JSON.parse(got.stdout), { v: version });
+    }
+    const deviceId = "mq-paho";
+    const paho = await run(pahoPython(), [
+      ...[PAHO_SCRIPT, String(portOf(b)), deviceId, fleet.token(deviceId) ?? "", "5", "request"],
+    ]);
+    assert.equal(paho.code, 0, paho.stderr);
+    assert.deepEqual((JSON.parse(paho.stdout) as { payload: unknown }).payload, { from: "paho" });
   });
 
   it("delivers a push with its PUBACK as the ack, and a push sent while the device was away on its next connection", async () => {
