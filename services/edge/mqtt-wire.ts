@@ -464,7 +464,7 @@ export class MqttWire implements Wire {
   }
 
   /** A final answer: PUBLISH QoS 1 to the request's response topic; its PUBACK is the answer's ack. */
-  #answer(id: string, frame: EdgeFrame, raw: string | Buffer): Buffer {
+  #answer(id: string, frame: EdgeFrame, raw: string | Buffer): Buffer | undefined {
     const route = this.#routes.get(id);
     // Answers delivered on a later connection than their request's go to tether/res/<id>.
     const topic = route?.topic ?? `${RESPONSE_PREFIX}${id}`;
@@ -545,15 +545,23 @@ export class MqttWire implements Wire {
     return this.#nextPacketId;
   }
 
-  #packetBytes(packet: Packet): Buffer {
-    return generate(packet, { protocolVersion: this.#version ?? 4 });
+  #packetBytes(packet: Packet): Buffer | undefined {
+    try {
+      return generate(packet, { protocolVersion: this.#version ?? 4 });
+    } catch (error) {
+      // A packet mqtt-packet cannot write (a field out of its range) is left out; the
+      // connection and the edge go on. An answer left out stays unacked and is parked at close.
+      this.#options.log.warn({ err: error, connId: this.#session.connId, cmd: packet.cmd }, "MQTT packet not written");
+      return undefined;
+    }
   }
 
   /** A packet of the wire itself (CONNACK refusal, SUBACK, DISCONNECT), in order with the session's writes. */
   #write(packet: Packet): void {
     const socket = this.#session.socket;
     if (socket.destroyed || socket.writableEnded) return;
-    socket.write(this.#packetBytes(packet));
+    const bytes = this.#packetBytes(packet);
+    if (bytes !== undefined) socket.write(bytes);
   }
 }
 

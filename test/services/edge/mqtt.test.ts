@@ -12,6 +12,7 @@ import { buildApp } from "../../../services/admin/app.ts";
 import { createAuthenticator, hmacToken } from "../../../shared/auth/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { decodePresence, type PresenceEvent, pushFrame, pushRecord } from "../../../shared/records/index.ts";
+import { prng } from "../../harness/random.ts";
 import { EchoWorker, eventually, memoryFleet, sleep, startEdge, type TestFleet } from "./helpers.ts";
 
 const SECRET = "mqtt-test-secret";
@@ -361,6 +362,46 @@ describe("MQTT binding (mqtt.js, memory adapters)", () => {
     const answer = received[2] as { payload: Buffer };
     assert.deepEqual(JSON.parse(answer.payload.toString()), { slow: true });
     socket.destroy();
+  });
+
+  it("stays up through random bytes after a CONNECT and serves the next device", async () => {
+    const random = prng(1883);
+    for (let round = 0; round < 60; round++) {
+      const deviceId = `mq-fuzz-${round}`;
+      const socket = tcpConnect({ port, host: "127.0.0.1" });
+      socket.on("error", () => {});
+      socket.resume();
+      await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+      const junk = Buffer.from(
+        Array.from({ length: 1 + Math.floor(random() * 300) }, () => Math.floor(random() * 256)),
+      );
+      socket.write(
+        Buffer.concat([
+          generate(
+            {
+              cmd: "connect",
+              protocolId: "MQTT",
+              protocolVersion: round % 2 === 0 ? 5 : 4,
+              clean: true,
+              clientId: deviceId,
+              keepalive: 30,
+              username: deviceId,
+              password: Buffer.from(hmacToken(SECRET, deviceId)),
+            },
+            { protocolVersion: round % 2 === 0 ? 5 : 4 },
+          ),
+          junk,
+        ]),
+      );
+      await sleep(5);
+      socket.destroy();
+    }
+    const device = await connect("mq-after-fuzz");
+    await device.client.publishAsync("tether/req/echo", "true", {
+      qos: 1,
+      properties: { responseTopic: "tether/res/fz", correlationData: Buffer.from("fz") },
+    });
+    assert.equal((await device.next((m) => m.topic === "tether/res/fz")).payload, "true");
   });
 
   it("cuts a packet larger than the frame limit", async () => {
