@@ -3,7 +3,8 @@
  *
  * 1. Kafka's own tools (org.apache.kafka:kafka-tools): EndToEndLatency (one hop, acks=all,
  *    128 B) and ProducerPerformance (acks=all, idempotent, 128 B, unthrottled).
- * 2. One edge and one worker process with production settings (hmac devices, acks=all,
+ * 2. One edge and one worker process per consume mode (TETHER_KAFKA_CONSUME stream, then pull)
+ *    with production settings (hmac devices, acks=all,
  *    idempotence, acks after the delivery report, commits after the answer), driven by a raw
  *    NDJSON load generator in its own process (bench/load.ts), 128 B request frames:
  *    - open loop, 100 devices, 1,000 req/s: p50, p99, ack p50;
@@ -273,36 +274,45 @@ async function main(): Promise<void> {
       .map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]),
   );
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "");
-  const fleet = new Fleet({
-    kafkaBrokers: brokers,
-    dynamodbEndpoint: dynamodb,
-    prefix,
-    maxEdges: 64,
-    workPartitions: 12,
-    supervise: false,
-    nodeArgs,
-    // The per-connection rate limit (default 100/s) would cap a closed loop at 10,000/s.
-    edgeEnv: { TETHER_RATE_LIMIT: "100000", ...serviceEnv },
-    workerEnv: serviceEnv,
-  });
+  // BENCH_CONSUME: the consume modes to run (TETHER_KAFKA_CONSUME), each on its own edge and
+  // worker; the default one first.
+  const modes = (process.env.BENCH_CONSUME ?? "stream,pull").split(",").filter((mode) => mode !== "");
+  // BENCH_ROWS=open,closed1,closed8 picks rows (all by default), e.g. to profile one of them.
+  const picked = (process.env.BENCH_ROWS ?? "open,closed1,closed8").split(",");
+  const shapes = [
+    ["open", "open loop 1,000 req/s", { mode: "rate", rate: 1000 }],
+    ["closed1", "closed loop, 1 open", { mode: "closed", window: 1 }],
+    ["closed8", "closed loop, 8 open", { mode: "closed", window: 8 }],
+  ] as const;
   const rows: Row[] = [];
-  try {
-    await fleet.setup();
-    const edge = await fleet.startEdge();
-    const worker = await fleet.startWorker();
-    const pids = { edge: edge.nodePid(), worker: worker.nodePid() };
-    // BENCH_ROWS=open,closed1,closed8 picks rows (all by default), e.g. to profile one of them.
-    const picked = (process.env.BENCH_ROWS ?? "open,closed1,closed8").split(",");
-    const shapes = [
-      ["open", "open loop 1,000 req/s", { mode: "rate", rate: 1000 }],
-      ["closed1", "closed loop, 1 open", { mode: "closed", window: 1 }],
-      ["closed8", "closed loop, 8 open", { mode: "closed", window: 8 }],
-    ] as const;
-    for (const [key, name, shape] of shapes) {
-      if (picked.includes(key)) rows.push(await load(name, edge.devicePort, pids, shape, prefix));
+  for (const consume of modes) {
+    const fleetPrefix = uniquePrefix();
+    const env = { TETHER_KAFKA_CONSUME: consume, ...serviceEnv };
+    const fleet = new Fleet({
+      kafkaBrokers: brokers,
+      dynamodbEndpoint: dynamodb,
+      prefix: fleetPrefix,
+      maxEdges: 64,
+      workPartitions: 12,
+      supervise: false,
+      nodeArgs,
+      // The per-connection rate limit (default 100/s) would cap a closed loop at 10,000/s.
+      edgeEnv: { TETHER_RATE_LIMIT: "100000", ...env },
+      workerEnv: env,
+    });
+    try {
+      await fleet.setup();
+      const edge = await fleet.startEdge();
+      const worker = await fleet.startWorker();
+      const pids = { edge: edge.nodePid(), worker: worker.nodePid() };
+      for (const [key, name, shape] of shapes) {
+        if (picked.includes(key)) {
+          rows.push(await load(`${name} (${consume})`, edge.devicePort, pids, shape, fleetPrefix));
+        }
+      }
+    } finally {
+      await fleet.close();
     }
-  } finally {
-    await fleet.close();
   }
   say("Kafka EndToEndLatency, after:");
   const after = await endToEndLatency(libs, `${prefix}floor-e2e2`, kafkaRecords);

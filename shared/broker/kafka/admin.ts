@@ -4,7 +4,7 @@ import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
 import type { BrokerAdmin, TopicSpec } from "../types.ts";
 import { baseConfig } from "./config.ts";
-import { readCommittedOffsets } from "./consumer.ts";
+import { CommittedOffsetReader } from "./consumer.ts";
 import { isAuthFailure, kafkaError, withAuthCause } from "./errors.ts";
 import { codes, type NativeAdmin, type NativeError, type NativeMetadata, native } from "./native.ts";
 
@@ -12,18 +12,24 @@ const opTimeoutMs = 15_000;
 
 type AdminClient = ReturnType<typeof native.AdminClient.create>;
 
-/** Admin calls are rare; an idle admin client lets go of its connections (and the event loop). */
-const idleCloseMs = 1000;
+/**
+ * An idle admin client lets go of its connections (and the event loop). Longer than the lag
+ * sample interval (5 s by default), so periodic samples reuse one client instead of making and
+ * disconnecting one each time, which blocked the event loop for tens of milliseconds.
+ */
+const idleCloseMs = 10_000;
 
 /**
- * Topic administration and group lag over librdkafka's admin API. The native client is made on
- * first use and dropped after a second without calls, so a forgotten close() cannot keep a
- * process alive.
+ * Topic administration and group lag over librdkafka's admin API. The native clients are made on
+ * first use and dropped after ten seconds without calls, so a forgotten close() cannot keep a
+ * process alive for long.
  */
 export class KafkaAdmin implements BrokerAdmin {
   readonly #settings: KafkaSettings;
   readonly #logger: Logger;
   #client: AdminClient | undefined;
+  /** Committed-offset readers by group, dropped with the client. */
+  readonly #offsetReaders = new Map<string, CommittedOffsetReader>();
   #closed = false;
   #busy = 0;
   #idleTimer: NodeJS.Timeout | undefined;
@@ -47,14 +53,27 @@ export class KafkaAdmin implements BrokerAdmin {
       this.#busy -= 1;
       if (this.#busy === 0 && !this.#closed) {
         this.#idleTimer = setTimeout(() => {
-          if (this.#busy === 0) this.#dropClient();
+          if (this.#busy === 0) void this.#dropClient();
         }, idleCloseMs);
         this.#idleTimer.unref();
       }
     }
   }
 
-  #dropClient(): void {
+  #offsetReader(groupId: string): CommittedOffsetReader {
+    let reader = this.#offsetReaders.get(groupId);
+    if (reader === undefined) {
+      reader = new CommittedOffsetReader(this.#settings, this.#logger, groupId);
+      this.#offsetReaders.set(groupId, reader);
+    }
+    return reader;
+  }
+
+  /** Disconnects the clients; resolves once the offset readers have disconnected too. */
+  #dropClient(): Promise<void> {
+    const readers = [...this.#offsetReaders.values()];
+    this.#offsetReaders.clear();
+    const closing = Promise.all(readers.map((reader) => reader.close(opTimeoutMs))).then(() => {});
     const client = this.#client;
     this.#client = undefined;
     try {
@@ -62,6 +81,7 @@ export class KafkaAdmin implements BrokerAdmin {
     } catch (error) {
       this.#logger.debug({ err: error }, "admin disconnect");
     }
+    return closing;
   }
 
   #admin(): AdminClient {
@@ -184,7 +204,7 @@ export class KafkaAdmin implements BrokerAdmin {
     const count = await this.#partitionCount(admin, topic);
     const partitions = Array.from({ length: count }, (_, partition) => ({ topic, partition }));
     const [committedOffsets, latest, earliest] = await settleAll([
-      readCommittedOffsets(this.#settings, this.#logger, groupId, partitions, opTimeoutMs),
+      this.#offsetReader(groupId).read(partitions, opTimeoutMs),
       this.#listOffsets(admin, partitions, native.AdminClient.OffsetSpec.LATEST),
       this.#listOffsets(admin, partitions, native.AdminClient.OffsetSpec.EARLIEST),
     ]);
@@ -254,7 +274,7 @@ export class KafkaAdmin implements BrokerAdmin {
     // Disconnecting under a native call in flight frees what its callback still uses.
     const deadline = Date.now() + opTimeoutMs + 1000;
     while (this.#busy > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    this.#dropClient();
+    await this.#dropClient();
   }
 }
 

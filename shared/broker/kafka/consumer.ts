@@ -66,26 +66,39 @@ export function consumerConfig(settings: KafkaSettings, logger: Logger, groupId:
 }
 
 /**
- * The committed offsets of `groupId` on `partitions` (-1 where none), read through a consumer
- * that joins nothing. The admin API's ListConsumerGroupOffsets would be the natural call, but
- * librdkafka 2.15 crashes the process (NULL consumer-group handle) when that request meets
- * NOT_COORDINATOR, which happens whenever the group coordinator moves or restarts; a
- * consumer's own offset fetch goes through its group handle and retries instead.
+ * Reads the committed offsets of one group through a consumer that joins nothing. The admin
+ * API's ListConsumerGroupOffsets would be the natural call, but librdkafka 2.15 crashes the
+ * process (NULL consumer-group handle) when that request meets NOT_COORDINATOR, which happens
+ * whenever the group coordinator moves or restarts; a consumer's own offset fetch goes through
+ * its group handle and retries instead. The client is kept between reads: making and
+ * disconnecting one blocked the event loop for tens of milliseconds on every lag sample.
  */
-export async function readCommittedOffsets(
-  settings: KafkaSettings,
-  logger: Logger,
-  groupId: string,
-  partitions: readonly NativeTopicPartition[],
-  timeoutMs: number,
-): Promise<Map<number, number>> {
-  const consumer = new native.KafkaConsumer(consumerConfig(settings, logger, groupId, "lag"));
-  consumer.on("event.error", (error) => logger.debug({ err: kafkaError("lag", error) }, "Kafka lag reader error"));
-  consumer.on("error", (error) => logger.debug({ err: error }, "Kafka lag reader error"));
-  try {
-    await connect(consumer, timeoutMs);
+export class CommittedOffsetReader {
+  readonly #consumer: NativeConsumer;
+  readonly #groupId: string;
+  #connected: Promise<void> | undefined;
+
+  constructor(settings: KafkaSettings, logger: Logger, groupId: string) {
+    this.#groupId = groupId;
+    this.#consumer = new native.KafkaConsumer(consumerConfig(settings, logger, groupId, "lag"));
+    this.#consumer.on("event.error", (error) =>
+      logger.debug({ err: kafkaError("lag", error) }, "Kafka lag reader error"),
+    );
+    this.#consumer.on("error", (error) => logger.debug({ err: error }, "Kafka lag reader error"));
+  }
+
+  /** The committed offset of each partition (-1 where none). */
+  async read(partitions: readonly NativeTopicPartition[], timeoutMs: number): Promise<Map<number, number>> {
+    this.#connected ??= connect(this.#consumer, timeoutMs);
+    try {
+      await this.#connected;
+    } catch (error) {
+      this.#connected = undefined;
+      throw error;
+    }
+    const groupId = this.#groupId;
     const entries = await new Promise<NativeTopicPartition[]>((resolve, reject) => {
-      consumer.committed([...partitions], timeoutMs, (error, result) => {
+      this.#consumer.committed([...partitions], timeoutMs, (error, result) => {
         if (error) reject(kafkaError(`committed offsets of group ${groupId}`, error));
         else resolve(result ?? []);
       });
@@ -98,8 +111,10 @@ export async function readCommittedOffsets(
       offsets.set(entry.partition, typeof entry.offset === "number" && entry.offset >= 0 ? entry.offset : -1);
     }
     return offsets;
-  } finally {
-    await withTimeout(disconnect(consumer), timeoutMs, "lag reader disconnect").catch(() => {});
+  }
+
+  close(timeoutMs: number): Promise<void> {
+    return withTimeout(disconnect(this.#consumer), timeoutMs, "lag reader disconnect").catch(() => {});
   }
 }
 
