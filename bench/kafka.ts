@@ -41,7 +41,11 @@ if (!brokers) {
   say(`Kafka start-up: ${cluster.kafkaStartMs} ms`);
 }
 const broker = createKafkaBroker({
-  settings: localKafkaSettings({ kafkaBrokers: brokers }, "tether-bench"),
+  settings: {
+    ...localKafkaSettings({ kafkaBrokers: brokers }, "tether-bench"),
+    // TETHER_KAFKA_CONSUME=pull measures the pull loop, for a side-by-side run.
+    consumeMode: process.env.TETHER_KAFKA_CONSUME === "pull" ? "pull" : "stream",
+  },
   logger: silentLogger(),
   producer: { lingerMs },
 });
