@@ -27,7 +27,7 @@ import { promisify } from "node:util";
 import { createKafkaBroker } from "../shared/broker/kafka/index.ts";
 import { silentLogger } from "../shared/log/index.ts";
 import { localKafkaSettings, uniquePrefix } from "../test/harness/index.ts";
-import { ensureKafkaLibs } from "../test/harness/kafka.ts";
+import { ensureKafkaToolsLibs } from "../test/harness/kafka.ts";
 import { AUTH_SECRET, Fleet } from "../test/soak/fleet.ts";
 
 const run = promisify(execFile);
@@ -251,7 +251,7 @@ async function load(
 
 async function main(): Promise<void> {
   if (!brokers || !dynamodb) throw new Error("set TETHER_KAFKA_BROKERS and TETHER_DYNAMODB_ENDPOINT");
-  const libs = await ensureKafkaLibs(say);
+  const libs = await ensureKafkaToolsLibs(say);
   const prefix = uniquePrefix();
   const kafkaRecords = Number(process.env.BENCH_KAFKA_RECORDS ?? 20_000);
   say(`Kafka EndToEndLatency (acks=all, ${FRAME_BYTES} B, one hop), before:`);

@@ -14,6 +14,7 @@ const run = promisify(execFile);
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 
 const pomFile = join(repoRoot, "scripts", "kafka", "pom.xml");
+const toolsPomFile = join(repoRoot, "scripts", "kafka", "tools-pom.xml");
 
 /** Kafka version pinned in the pom. */
 export function kafkaVersion(): string {
@@ -33,13 +34,24 @@ export function cacheRoot(): string {
  * afterwards without touching the network. Safe when several processes race: each resolves
  * into its own directory and the first rename wins.
  */
-export async function ensureKafkaLibs(log: (line: string) => void = () => {}): Promise<string> {
+export function ensureKafkaLibs(log: (line: string) => void = () => {}): Promise<string> {
+  return ensureLibs(pomFile, "kafka", `kafka_2.13-${kafkaVersion()}.jar`, log);
+}
+
+/**
+ * Kafka's command-line tools (EndToEndLatency, ProducerPerformance) with their dependencies, in
+ * a directory of their own so that the broker's classpath stays the broker's.
+ */
+export function ensureKafkaToolsLibs(log: (line: string) => void = () => {}): Promise<string> {
+  return ensureLibs(toolsPomFile, "kafka-tools", `kafka-tools-${kafkaVersion()}.jar`, log);
+}
+
+async function ensureLibs(pom: string, name: string, marker: string, log: (line: string) => void): Promise<string> {
   const version = kafkaVersion();
   // Keyed by the pom's content too, so a dependency added to it gets a fresh directory.
-  const pomHash = createHash("sha256").update(readFileSync(pomFile)).digest("hex").slice(0, 8);
-  const home = join(cacheRoot(), `kafka-${version}-${pomHash}`);
+  const pomHash = createHash("sha256").update(readFileSync(pom)).digest("hex").slice(0, 8);
+  const home = join(cacheRoot(), `${name}-${version}-${pomHash}`);
   const libs = join(home, "libs");
-  const marker = `kafka_2.13-${version}.jar`;
   if (existsSync(join(libs, marker))) return libs;
   mkdirSync(home, { recursive: true });
   const staging = join(home, `libs.${process.pid}.${randomBytes(4).toString("hex")}`);
@@ -47,9 +59,11 @@ export async function ensureKafkaLibs(log: (line: string) => void = () => {}): P
     "-q",
     "-B",
     "-f",
-    pomFile,
+    pom,
     "dependency:copy-dependencies",
     "-DincludeScope=runtime",
+    // The tools follow the broker's version.
+    `-Dkafka.version=${version}`,
     `-DoutputDirectory=${staging}`,
   ];
   const started = Date.now();
@@ -58,7 +72,7 @@ export async function ensureKafkaLibs(log: (line: string) => void = () => {}): P
       // Offline first: a warm local Maven repository needs no network.
       await run("mvn", ["-o", ...args], { maxBuffer: 16 * 1024 * 1024 });
     } catch {
-      log(`resolving Apache Kafka ${version} from Maven Central`);
+      log(`resolving ${name} ${version} from Maven Central`);
       await run("mvn", args, { maxBuffer: 16 * 1024 * 1024 });
     }
     if (!existsSync(join(staging, marker))) throw new Error(`maven did not produce ${marker}`);
@@ -70,7 +84,7 @@ export async function ensureKafkaLibs(log: (line: string) => void = () => {}): P
   } finally {
     removeTree(staging);
   }
-  log(`Kafka ${version} jars ready in ${Date.now() - started} ms (${readdirSync(libs).length} files)`);
+  log(`${name} ${version} jars ready in ${Date.now() - started} ms (${readdirSync(libs).length} files)`);
   return libs;
 }
 

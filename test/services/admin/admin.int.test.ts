@@ -149,6 +149,7 @@ describe("admin API on Kafka and DynamoDB Local", { timeout: 180_000 }, () => {
       connId: "a-1",
       connectedAt: 1000,
       epoch: (await registry.connections.get(deviceId))?.epoch,
+      protocol: "ndjson",
     });
 
     await registry.connections.claim({ deviceId, edgeId: "int-edge-b", slot: 1, connId: "b-1", connectedAt: 2000 });
@@ -161,6 +162,7 @@ describe("admin API on Kafka and DynamoDB Local", { timeout: 180_000 }, () => {
       connId: "b-1",
       connectedAt: 2000,
       epoch: (await registry.connections.get(deviceId))?.epoch,
+      protocol: "ndjson",
     });
     assert.ok((second.json() as { epoch: number }).epoch > (first.json() as { epoch: number }).epoch);
 
