@@ -7,29 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { type EdgeFleet, type FleetProcess, report, startEdgeFleet, until } from "../harness/edge-fleet.ts";
 import { freePort } from "../harness/net.ts";
-
-const PAHO_SCRIPT = join(import.meta.dirname, "..", "services", "edge", "paho-client.py");
-
-/** paho-mqtt's python: CI names its venv; locally the same cached venv when present. */
-function pahoPython(): string {
-  const named = process.env.TETHER_TEST_PYTHON;
-  if (named !== undefined && named !== "") return named;
-  const cached = join(
-    process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"),
-    "tether",
-    "paho-mqtt-2.1.0",
-    "bin",
-    "python",
-  );
-  return existsSync(cached) ? cached : "python3";
-}
+import { PAHO_SCRIPT, pahoPython } from "../harness/paho.ts";
 
 function run(command: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

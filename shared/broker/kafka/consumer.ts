@@ -70,8 +70,7 @@ export function consumerConfig(settings: KafkaSettings, logger: Logger, groupId:
  * API's ListConsumerGroupOffsets would be the natural call, but librdkafka 2.15 crashes the
  * process (NULL consumer-group handle) when that request meets NOT_COORDINATOR, which happens
  * whenever the group coordinator moves or restarts; a consumer's own offset fetch goes through
- * its group handle and retries instead. The client is kept between reads: making and
- * disconnecting one blocked the event loop for tens of milliseconds on every lag sample.
+ * its group handle and retries instead.
  */
 export class CommittedOffsetReader {
   readonly #consumer: NativeConsumer;

@@ -4,29 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { hmacToken } from "../../../shared/auth/index.ts";
+import { PAHO_SCRIPT, pahoPython } from "../../harness/paho.ts";
 import { type Embedded, freePort, startEmbedded } from "../../shared/sdk/embedded-process.ts";
 
 const SECRET = "mqtt-clients-secret";
-const PAHO_SCRIPT = join(import.meta.dirname, "paho-client.py");
-
-/** CI puts paho-mqtt in a venv and names its python; locally the same cached venv is used when present. */
-function python(): string {
-  const named = process.env.TETHER_TEST_PYTHON;
-  if (named !== undefined && named !== "") return named;
-  const cached = join(
-    process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"),
-    "tether",
-    "paho-mqtt-2.1.0",
-    "bin",
-    "python",
-  );
-  return existsSync(cached) ? cached : "python3";
-}
 
 interface Run {
   readonly code: number;
@@ -136,7 +119,7 @@ describe("MQTT with mosquitto and paho-mqtt (embedded mode)", () => {
   it("answers paho-mqtt in MQTT 5 with its correlation data, and in 3.1.1", async () => {
     for (const version of ["5", "3.1.1"]) {
       const deviceId = `paho-${version.replaceAll(".", "")}`;
-      const got = await run(python(), [
+      const got = await run(pahoPython(), [
         PAHO_SCRIPT,
         String(mqttPort),
         deviceId,
@@ -157,7 +140,7 @@ describe("MQTT with mosquitto and paho-mqtt (embedded mode)", () => {
   it("gives paho-mqtt a push with its message id, and refuses it a bad token", async () => {
     const deviceId = "paho-push";
     await push(deviceId, { to: "paho" });
-    const got = await run(python(), [
+    const got = await run(pahoPython(), [
       PAHO_SCRIPT,
       String(mqttPort),
       deviceId,
@@ -170,7 +153,7 @@ describe("MQTT with mosquitto and paho-mqtt (embedded mode)", () => {
     assert.equal(message.topic, "tether/push/note");
     assert.deepEqual(message.payload, { to: "paho" });
     assert.equal(typeof message.user.id, "string");
-    const refused = await run(python(), [PAHO_SCRIPT, String(mqttPort), deviceId, "bad", "5", "push"]);
+    const refused = await run(pahoPython(), [PAHO_SCRIPT, String(mqttPort), deviceId, "bad", "5", "push"]);
     assert.equal(refused.code, 2);
     assert.match(refused.stderr, /bad user ?name or password/i);
   });
