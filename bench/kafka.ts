@@ -43,8 +43,8 @@ if (!brokers) {
 const broker = createKafkaBroker({
   settings: {
     ...localKafkaSettings({ kafkaBrokers: brokers }, "tether-bench"),
-    // TETHER_KAFKA_CONSUME=pull measures the pull loop, for a side-by-side run.
-    consumeMode: process.env.TETHER_KAFKA_CONSUME === "pull" ? "pull" : "stream",
+    // TETHER_KAFKA_CONSUME=stream measures the stream loop, for a side-by-side run.
+    consumeMode: process.env.TETHER_KAFKA_CONSUME === "stream" ? "stream" : "pull",
   },
   logger: silentLogger(),
   producer: { lingerMs },
