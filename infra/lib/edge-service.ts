@@ -216,28 +216,7 @@ export class EdgeService extends Construct {
     });
     this.loadBalancer.logAccessLogs(props.accessLogs, "edge-nlb");
 
-    this.targetGroup = new elbv2.NetworkTargetGroup(this, "Targets", {
-      vpc: props.vpc,
-      port: DEVICE_PORT,
-      protocol: elbv2.Protocol.TCP,
-      targetType: elbv2.TargetType.IP,
-      deregistrationDelay: timings.deregistrationDelay,
-      connectionTermination: false,
-      proxyProtocolV2: props.proxyProtocol,
-      healthCheck: {
-        protocol: elbv2.Protocol.HTTP,
-        port: String(EDGE_HTTP_PORT),
-        path: "/readyz",
-        interval: Duration.seconds(10),
-        timeout: Duration.seconds(5),
-        healthyThresholdCount: 2,
-        // 3 x 10 s > the default 20 s drain: a draining edge is not declared unhealthy mid-drain.
-        unhealthyThresholdCount: 3,
-      },
-    });
-    // Do not reset the devices of a target that turns unhealthy; the edge closes them itself.
-    this.targetGroup.setAttribute("target_health_state.unhealthy.connection_termination.enabled", "false");
-    this.targetGroup.addTarget(this.service.loadBalancerTarget({ containerName: "edge", containerPort: DEVICE_PORT }));
+    this.targetGroup = this.#deviceTargets("Targets", DEVICE_PORT, props, timings.deregistrationDelay);
 
     if (props.plainTcp) {
       this.loadBalancer.addListener("Tcp", {
@@ -253,26 +232,7 @@ export class EdgeService extends Construct {
         ["Mqtt", MQTT_TLS_PORT, MQTT_PORT],
         ["WebSocket", WS_TLS_PORT, WS_PORT],
       ] as const) {
-        const targets = new elbv2.NetworkTargetGroup(this, `${name}Targets`, {
-          vpc: props.vpc,
-          port: containerPort,
-          protocol: elbv2.Protocol.TCP,
-          targetType: elbv2.TargetType.IP,
-          deregistrationDelay: timings.deregistrationDelay,
-          connectionTermination: false,
-          proxyProtocolV2: props.proxyProtocol,
-          healthCheck: {
-            protocol: elbv2.Protocol.HTTP,
-            port: String(EDGE_HTTP_PORT),
-            path: "/readyz",
-            interval: Duration.seconds(10),
-            timeout: Duration.seconds(5),
-            healthyThresholdCount: 2,
-            unhealthyThresholdCount: 3,
-          },
-        });
-        targets.setAttribute("target_health_state.unhealthy.connection_termination.enabled", "false");
-        targets.addTarget(this.service.loadBalancerTarget({ containerName: "edge", containerPort }));
+        const targets = this.#deviceTargets(`${name}Targets`, containerPort, props, timings.deregistrationDelay);
         this.loadBalancer.addListener(`${name}Tls`, {
           port: listenerPort,
           protocol: elbv2.Protocol.TLS,
@@ -355,5 +315,39 @@ export class EdgeService extends Construct {
         },
       ],
     });
+  }
+  /**
+   * Device targets on `containerPort`: the readiness check, drain and PROXY header settings every
+   * device listener shares.
+   */
+  #deviceTargets(
+    id: string,
+    containerPort: number,
+    props: EdgeServiceProps,
+    deregistrationDelay: Duration,
+  ): elbv2.NetworkTargetGroup {
+    const targets = new elbv2.NetworkTargetGroup(this, id, {
+      vpc: props.vpc,
+      port: containerPort,
+      protocol: elbv2.Protocol.TCP,
+      targetType: elbv2.TargetType.IP,
+      deregistrationDelay,
+      connectionTermination: false,
+      proxyProtocolV2: props.proxyProtocol,
+      healthCheck: {
+        protocol: elbv2.Protocol.HTTP,
+        port: String(EDGE_HTTP_PORT),
+        path: "/readyz",
+        interval: Duration.seconds(10),
+        timeout: Duration.seconds(5),
+        healthyThresholdCount: 2,
+        // 3 x 10 s > the default 20 s drain: a draining edge is not declared unhealthy mid-drain.
+        unhealthyThresholdCount: 3,
+      },
+    });
+    // Do not reset the devices of a target that turns unhealthy; the edge closes them itself.
+    targets.setAttribute("target_health_state.unhealthy.connection_termination.enabled", "false");
+    targets.addTarget(this.service.loadBalancerTarget({ containerName: "edge", containerPort }));
+    return targets;
   }
 }

@@ -471,28 +471,29 @@ export class MqttWire implements Wire {
     const correlation = route?.correlation ?? Buffer.from(id, "utf8");
     const isError = frame.t === "error";
     const payload = isError ? Buffer.from(rawLine(raw)) : Buffer.from(JSON.stringify(frame.body ?? null));
-    const messageId = this.#packetId(id);
-    if (!this.#v5)
-      return this.#packetBytes({ cmd: "publish", topic, payload, qos: 1, dup: false, retain: false, messageId });
     const userProperties: UserProperties = {};
     if (isError) {
       userProperties.error = typeof frame.code === "string" ? frame.code : "internal";
       userProperties.retryable = String(frame.retryable === true);
     }
+    return this.#outgoingPublish(topic, payload, this.#packetId(id), {
+      correlationData: correlation,
+      ...(isError ? { userProperties } : {}),
+    });
+  }
+
+  /** PUBLISH QoS 1 of a JSON payload; MQTT 5 also says so and carries `properties`. */
+  #outgoingPublish(
+    topic: string,
+    payload: Buffer,
+    messageId: number,
+    properties: { correlationData?: Buffer; userProperties?: UserProperties },
+  ): Buffer | undefined {
+    const publish = { cmd: "publish", topic, payload, qos: 1, dup: false, retain: false, messageId } as const;
+    if (!this.#v5) return this.#packetBytes(publish);
     return this.#packetBytes({
-      cmd: "publish",
-      topic,
-      payload,
-      qos: 1,
-      dup: false,
-      retain: false,
-      messageId,
-      properties: {
-        correlationData: correlation,
-        payloadFormatIndicator: true,
-        contentType: "application/json",
-        ...(isError ? { userProperties } : {}),
-      },
+      ...publish,
+      properties: { payloadFormatIndicator: true, contentType: "application/json", ...properties },
     });
   }
 
@@ -500,23 +501,7 @@ export class MqttWire implements Wire {
     if (typeof frame.id !== "string" || typeof frame.type !== "string") return undefined;
     const topic = `${PUSH_PREFIX}${frame.type}`;
     const payload = Buffer.from(JSON.stringify(frame.body ?? null));
-    const messageId = this.#packetId(frame.id);
-    if (!this.#v5)
-      return this.#packetBytes({ cmd: "publish", topic, payload, qos: 1, dup: false, retain: false, messageId });
-    return this.#packetBytes({
-      cmd: "publish",
-      topic,
-      payload,
-      qos: 1,
-      dup: false,
-      retain: false,
-      messageId,
-      properties: {
-        payloadFormatIndicator: true,
-        contentType: "application/json",
-        userProperties: { id: frame.id },
-      },
-    });
+    return this.#outgoingPublish(topic, payload, this.#packetId(frame.id), { userProperties: { id: frame.id } });
   }
 
   #bye(frame: EdgeFrame): Buffer | undefined {

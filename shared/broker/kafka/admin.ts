@@ -59,7 +59,7 @@ export class KafkaAdmin implements BrokerAdmin {
       this.#busy -= 1;
       if (this.#busy === 0 && !this.#closed) {
         this.#idleTimer = setTimeout(() => {
-          if (this.#busy === 0) void this.#dropClient();
+          if (this.#busy === 0) this.#dropClient();
         }, idleCloseMs);
         this.#idleTimer.unref();
       }
@@ -76,8 +76,7 @@ export class KafkaAdmin implements BrokerAdmin {
     }
   }
 
-  /** Disconnects the clients; resolves once the offset readers have disconnected too. */
-  #dropClient(): Promise<void> {
+  #dropClient(): void {
     const client = this.#client;
     this.#client = undefined;
     try {
@@ -85,7 +84,6 @@ export class KafkaAdmin implements BrokerAdmin {
     } catch (error) {
       this.#logger.debug({ err: error }, "admin disconnect");
     }
-    return Promise.resolve();
   }
 
   #admin(): AdminClient {
@@ -278,7 +276,7 @@ export class KafkaAdmin implements BrokerAdmin {
     // Disconnecting under a native call in flight frees what its callback still uses.
     const deadline = Date.now() + opTimeoutMs + 1000;
     while (this.#busy > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    await this.#dropClient();
+    this.#dropClient();
   }
 }
 
