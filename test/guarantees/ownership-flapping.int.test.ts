@@ -4,6 +4,11 @@
  * attempts among them: hello sent then the socket left open and ignored, or closed after 150 ms.
  * At the end exactly one connection is open, it was welcomed, the connections table names it,
  * and it gets an answer and a push. Raw devices, hmac, 64 slots.
+ *
+ * "Newest" is the hello the fleet read last: two hellos sent 5 ms apart to different edges may
+ * be read in either order (a busy edge reads its socket later). So the final connection, the one
+ * that must end up the owner, is opened once the fleet has answered every earlier attempt; the
+ * 199 before it race each other freely.
  */
 import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
@@ -19,6 +24,20 @@ before(async () => {
 });
 after(() => fleet?.close());
 
+/** Until the edge answered each attempt (welcome, refusal, bye) or its socket closed, plus a margin. */
+async function settled(attempts: ReadonlyArray<Promise<RawConnection | undefined>>): Promise<void> {
+  const connections = await Promise.all(attempts);
+  const answered = (c: RawConnection | undefined) =>
+    c === undefined ||
+    !c.isOpen ||
+    c.welcome !== undefined ||
+    c.refusal !== undefined ||
+    c.frames.some((f) => f.frame.t === "bye");
+  await until(() => connections.every(answered), 30_000, "every earlier attempt answered");
+  // A socket the device closed may still have its hello in an edge's queue.
+  await delay(500);
+}
+
 async function flap(intervalMs: number): Promise<void> {
   const deviceId = `flap-${intervalMs}ms`;
   // Same deviceId, three behaviours: kept and read, hello then ignored, closed after 150 ms.
@@ -27,6 +46,7 @@ async function flap(intervalMs: number): Promise<void> {
   const brief = fleet.device(deviceId);
   const attempts: Array<Promise<RawConnection | undefined>> = [];
   for (let i = 0; i < ATTEMPTS; i++) {
+    if (i === ATTEMPTS - 1) await settled(attempts);
     const port = (fleet.edges[i % fleet.edges.length] as (typeof fleet.edges)[number]).devicePort;
     const kind = i === ATTEMPTS - 1 ? "kept" : (["kept", "ignored", "brief", "kept"][i % 4] as string);
     const device: RawDevice = kind === "kept" ? kept : kind === "ignored" ? ignored : brief;

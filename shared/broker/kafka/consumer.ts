@@ -207,12 +207,12 @@ function makeRun(
 ): Run {
   const dispatcher = new Dispatcher(dispatch);
   const pull = settings.consumeMode !== "stream";
-  let fetchLoop: FetchLoop | undefined;
+  let loop: FetchLoop | StreamLoop | undefined;
   const consumer = new native.KafkaConsumer({
     ...config,
     ...statisticsConfig(tuning.statistics),
-    // Only the pull loop waits for librdkafka's queue signal; the stream's thread needs none.
-    ...(pull ? { queue_non_empty_cb: () => fetchLoop?.wake() } : {}),
+    // The pull loop waits for librdkafka's queue signal; so does the stream's pull fallback.
+    queue_non_empty_cb: () => loop?.wake(),
   });
   watchStatistics(consumer, tuning.statistics, logger);
   consumer.on("event.error", (error) => logger.warn({ err: kafkaError("consumer", error) }, "Kafka error"));
@@ -225,13 +225,9 @@ function makeRun(
     pending: () => dispatcher.pending(),
     maxPending: tuning.maxPending ?? 1000,
   };
-  let loop: MessageLoop;
-  if (pull) {
-    fetchLoop = new FetchLoop(feed);
-    loop = fetchLoop;
-  } else {
-    loop = new StreamLoop({ ...feed, ...(tuning.onStall === undefined ? {} : { onStall: tuning.onStall }) });
-  }
+  loop = pull
+    ? new FetchLoop(feed)
+    : new StreamLoop({ ...feed, ...(tuning.onStall === undefined ? {} : { onStall: tuning.onStall }) });
   return { consumer, dispatcher, committer, loop };
 }
 

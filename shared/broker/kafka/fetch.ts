@@ -223,8 +223,13 @@ export interface StreamLoopOptions extends LoopFeed {
  *
  * Backpressure pauses the assigned partitions once the handlers stay more than `maxPending`
  * behind for `holdMs` (or fall four times that behind) and resumes them at half the bound; the
- * thread keeps polling meanwhile, so rebalances are served and the group keeps the member. That thread ends, silently, on a fetch error the client
- * does not recognise: a watchdog compares the broker's high watermarks with the positions while
+ * thread keeps polling meanwhile, so rebalances are served and the group keeps the member.
+ *
+ * That thread ends for good on any consumer error it does not know (a fetch error on a topic
+ * the broker has only just created, say), and a client cannot start it again. The loop then
+ * goes on by pull on the same client (a `FetchLoop`, woken by librdkafka's queue signal), so
+ * consumption continues with the pull mode's latency. A thread that stops without saying so is
+ * caught by a watchdog, which compares the broker's high watermarks with the positions while
  * nothing arrives and reports a stall through `onStall`.
  */
 export class StreamLoop implements MessageLoop {
@@ -242,6 +247,8 @@ export class StreamLoop implements MessageLoop {
   /** When the handlers fell more than `maxPending` behind; 0 when they are not. */
   #holdingSince = 0;
   readonly #holdMs: number;
+  /** Set once the consume thread ended with an error: pull consumption on the same client. */
+  #fallback: FetchLoop | undefined;
 
   constructor(options: StreamLoopOptions) {
     this.#options = options;
@@ -264,19 +271,25 @@ export class StreamLoop implements MessageLoop {
   }
 
   paused(): boolean {
-    return this.#paused;
+    return this.#fallback?.paused() ?? this.#paused;
+  }
+
+  /** librdkafka's queue became non-empty: only the pull fallback waits for that. */
+  wake(): void {
+    this.#fallback?.wake();
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#watchdog);
     clearTimeout(this.#resumeTimer);
+    await this.#fallback?.stop();
   }
 
   #onMessage(error: NativeError | null | undefined, message: NativeMessage | undefined): void {
     if (this.#stopped) return;
     if (error) {
-      this.#options.logger.warn({ err: kafkaError("consume", error) }, "Kafka consume thread stopped");
+      this.#pullInstead(error);
       return;
     }
     if (message === undefined) return;
@@ -297,6 +310,28 @@ export class StreamLoop implements MessageLoop {
     const now = Date.now();
     if (this.#holdingSince === 0) this.#holdingSince = now;
     if (behind > 4 * maxPending || now - this.#holdingSince > this.#holdMs) this.#pause();
+  }
+
+  /** The consume thread ended: the same client goes on by pull, from where the thread stopped. */
+  #pullInstead(error: NativeError): void {
+    if (this.#fallback !== undefined) return;
+    this.#options.logger.warn(
+      { err: kafkaError("consume", error) },
+      "Kafka consume thread stopped; consuming by pull on the same client",
+    );
+    clearInterval(this.#watchdog);
+    clearTimeout(this.#resumeTimer);
+    const { consumer, logger } = this.#options;
+    if (this.#paused) {
+      try {
+        consumer.resume(consumer.assignments());
+      } catch (failure) {
+        logger.debug({ err: kafkaError("resume", failure) }, "Kafka resume failed");
+      }
+      this.#paused = false;
+    }
+    this.#fallback = new FetchLoop(this.#options);
+    this.#fallback.start();
   }
 
   #pause(): void {

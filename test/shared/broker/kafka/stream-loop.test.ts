@@ -11,7 +11,10 @@ import { silentLogger } from "../../../../shared/log/index.ts";
  * consume thread; the Kafka contract suite runs the same loop against a real broker.
  */
 class ThreadStandIn {
-  onMessage: ((error: null, message: NativeMessage) => void) | undefined;
+  onMessage: ((error: Error | null, message?: NativeMessage) => void) | undefined;
+  /** What a pull (`consume(count, callback)`) takes; the thread never sees these. */
+  readonly queued: NativeMessage[] = [];
+  pulls = 0;
   paused = 0;
   resumed = 0;
   position = 5;
@@ -22,8 +25,17 @@ class ThreadStandIn {
     return {
       setDefaultConsumeTimeout: () => {},
       setDefaultConsumeLoopTimeoutDelay: () => {},
-      consume: (callback: (error: null, message: NativeMessage) => void) => {
-        this.onMessage = callback;
+      setDefaultIsTimeoutOnlyForFirstMessage: () => {},
+      consume: (
+        first: number | ((error: Error | null, message?: NativeMessage) => void),
+        pulled?: (error: null, messages: NativeMessage[]) => void,
+      ) => {
+        if (typeof first === "function") {
+          this.onMessage = first;
+          return;
+        }
+        this.pulls += 1;
+        pulled?.(null, this.queued.splice(0, first));
       },
       assignments: () => this.assigned,
       pause: () => {
@@ -43,8 +55,12 @@ class ThreadStandIn {
   }
 
   send(offset: number): void {
-    this.onMessage?.(null, { topic: "t", partition: 0, offset, value: Buffer.from("{}"), size: 2 } as NativeMessage);
+    this.onMessage?.(null, message(offset));
   }
+}
+
+function message(offset: number): NativeMessage {
+  return { topic: "t", partition: 0, offset, value: Buffer.from("{}"), size: 2 } as NativeMessage;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -135,4 +151,40 @@ test("an idle partition, or one that keeps delivering, is no stall", async () =>
   await quiet.stop();
   await flowing.stop();
   assert.deepEqual(stalls, []);
+});
+
+test("when the consume thread ends on an error, the loop goes on by pull on the same client", async () => {
+  const thread = new ThreadStandIn();
+  const delivered: string[] = [];
+  const stalls: TetherError[] = [];
+  const loop = new StreamLoop({
+    consumer: thread.consumer(),
+    logger: silentLogger(),
+    deliver: (incoming) => delivered.push(incoming.offset),
+    pending: () => 0,
+    maxPending: 10,
+    stallMs: 200,
+    onStall: (error) => stalls.push(error),
+  });
+  loop.start();
+  thread.send(0);
+  assert.equal(thread.pulls, 0, "no pull while the thread delivers");
+  thread.onMessage?.(new Error("Broker: Unknown topic id"));
+  thread.queued.push(message(1), message(2));
+  loop.wake();
+  await sleep(50);
+  assert.deepEqual(delivered, ["0", "1", "2"]);
+  assert.ok(thread.pulls > 0);
+  thread.queued.push(message(3));
+  await sleep(50);
+  assert.deepEqual(delivered, ["0", "1", "2", "3"], "the pull's safety poll finds what came without a signal");
+  thread.high = 99;
+  await sleep(600);
+  assert.deepEqual(stalls, [], "the stall watchdog stands down once pulling");
+  await loop.stop();
+  const pulls = thread.pulls;
+  thread.queued.push(message(4));
+  await sleep(50);
+  assert.equal(thread.pulls, pulls, "no pull once stopped");
+  assert.equal(delivered.length, 4);
 });
