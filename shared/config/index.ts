@@ -129,6 +129,10 @@ export interface CommonConfig {
   readonly workPartitions: number;
 }
 
+/** Producer compression codecs librdkafka is built with here. */
+export const kafkaCompressions = ["none", "lz4", "zstd", "gzip", "snappy"] as const;
+export type KafkaCompression = (typeof kafkaCompressions)[number];
+
 export interface KafkaSettings {
   readonly brokers: readonly string[];
   readonly clientId: string;
@@ -151,6 +155,8 @@ export interface KafkaSettings {
    * message over as it arrives (a lower p50, more CPU per message at high rates).
    */
   readonly consumeMode?: "stream" | "pull";
+  /** Producer compression (librdkafka compression.type). */
+  readonly compression?: KafkaCompression;
   /**
    * How often each Kafka client reports its statistics (queue depth, broker round trips,
    * consumer lag) to the service's metrics, in ms; 0 turns them off. Default 15 000.
@@ -269,6 +275,7 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
       replicationFactor: reader.integer("TETHER_KAFKA_REPLICATION_FACTOR", -1, { min: -1, max: 5 }),
       lingerMs: reader.integer("TETHER_KAFKA_LINGER_MS", 0, { min: 0, max: 1000 }),
       consumeMode: reader.oneOf("TETHER_KAFKA_CONSUME", ["stream", "pull"] as const, "pull"),
+      compression: reader.oneOf("TETHER_KAFKA_COMPRESSION", kafkaCompressions, "lz4"),
       statisticsIntervalMs: reader.integer("TETHER_KAFKA_STATS_INTERVAL_MS", 15_000, { min: 0, max: 3_600_000 }),
     },
     registry,
