@@ -266,23 +266,23 @@ async function main(): Promise<void> {
   await admin.close();
   say(`  ${await producerPerformance(libs, `${prefix}floor-perf`, kafkaRecords * 25)}`);
 
-  // BENCH_SERVICE_ENV="K=V K=V": settings for both services, to compare one against the defaults.
-  const serviceEnv = Object.fromEntries(
-    (process.env.BENCH_SERVICE_ENV ?? "")
-      .split(" ")
-      .filter((pair) => pair.includes("="))
-      .map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]),
-  );
+  // BENCH_SERVICE_ENV="K=V K=V": settings for both services, to compare one against the defaults;
+  // BENCH_EDGE_ENV and BENCH_WORKER_ENV for one of them (applied last).
+  const serviceEnv = envPairs(process.env.BENCH_SERVICE_ENV);
+  const edgeOnly = envPairs(process.env.BENCH_EDGE_ENV);
+  const workerOnly = envPairs(process.env.BENCH_WORKER_ENV);
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "");
   // BENCH_CONSUME: the consume modes to run (TETHER_KAFKA_CONSUME), each on its own edge and
   // worker; the default one first.
   const modes = (process.env.BENCH_CONSUME ?? "stream,pull").split(",").filter((mode) => mode !== "");
-  // BENCH_ROWS=open,closed1,closed8 picks rows (all by default), e.g. to profile one of them.
+  // BENCH_ROWS=open,closed1,closed8 picks rows (these three by default; `quiet` runs 10 req/s), e.g. to profile one.
   const picked = (process.env.BENCH_ROWS ?? "open,closed1,closed8").split(",");
   const shapes = [
     ["open", "open loop 1,000 req/s", { mode: "rate", rate: 1000 }],
     ["closed1", "closed loop, 1 open", { mode: "closed", window: 1 }],
     ["closed8", "closed loop, 8 open", { mode: "closed", window: 8 }],
+    // Not run by default: what the services and the broker spend with almost nothing to do.
+    ["quiet", "open loop 10 req/s", { mode: "rate", rate: 10 }],
   ] as const;
   const rows: Row[] = [];
   for (const consume of modes) {
@@ -297,8 +297,8 @@ async function main(): Promise<void> {
       supervise: false,
       nodeArgs,
       // The per-connection rate limit (default 100/s) would cap a closed loop at 10,000/s.
-      edgeEnv: { TETHER_RATE_LIMIT: "100000", ...env },
-      workerEnv: env,
+      edgeEnv: { TETHER_RATE_LIMIT: "100000", ...env, ...edgeOnly },
+      workerEnv: { ...env, ...workerOnly },
     });
     try {
       await fleet.setup();
@@ -331,6 +331,16 @@ async function main(): Promise<void> {
     );
   }
   say(`\n${JSON.stringify({ kafka: { before, after }, rows })}`);
+}
+
+/** "K=V K=V" as an environment. */
+function envPairs(text: string | undefined): Record<string, string> {
+  return Object.fromEntries(
+    (text ?? "")
+      .split(" ")
+      .filter((pair) => pair.includes("="))
+      .map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]),
+  );
 }
 
 main().then(

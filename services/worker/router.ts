@@ -1,5 +1,6 @@
 import type { Broker, GroupConsumer, IncomingMessage, Producer } from "../../shared/broker/types.ts";
 import type { ResourceNames } from "../../shared/config/index.ts";
+import { TetherError } from "../../shared/errors/index.ts";
 import type { Logger } from "../../shared/log/index.ts";
 import { decodeDownlink, pushFrame, pushRecord } from "../../shared/records/index.ts";
 import { ownerLive } from "../../shared/registry/index.ts";
@@ -50,6 +51,12 @@ export class PushRouter {
       const outcome = await this.route(message);
       this.#options.metrics.pushes.inc({ outcome });
     });
+  }
+
+  /** The router group's backlog on `downlink` (see {@link GroupConsumer.lag}). */
+  lag(): Promise<number> {
+    if (this.#consumer === undefined) return Promise.reject(new TetherError("closed", "push router not started"));
+    return this.#consumer.lag();
   }
 
   /** Stops fetching, finishes in-flight pushes (up to `timeoutMs`), commits, leaves. Safe twice. */

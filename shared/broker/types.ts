@@ -112,6 +112,12 @@ export interface GroupConsumer {
   /** Partitions this member owns now, as `topic:partition` strings. */
   assignment(): readonly string[];
   /**
+   * Messages of the group's topics, all partitions (not only this member's), past the group's
+   * committed offsets; where a partition has none, past its earliest message. Asked through
+   * the member's own client, so sampling it makes no connection.
+   */
+  lag(): Promise<number>;
+  /**
    * Stops fetching, waits (up to `timeoutMs`) for in-flight handlers, commits what is done,
    * leaves the group. Safe to call twice.
    */

@@ -129,7 +129,7 @@ export interface CommonConfig {
   readonly workPartitions: number;
 }
 
-/** Producer compression codecs librdkafka is built with here. */
+/** Producer compression codecs (librdkafka compression.type). */
 export const kafkaCompressions = ["none", "lz4", "zstd", "gzip", "snappy"] as const;
 export type KafkaCompression = (typeof kafkaCompressions)[number];
 
@@ -155,7 +155,11 @@ export interface KafkaSettings {
    * message over as it arrives (a lower p50, more CPU per message at high rates).
    */
   readonly consumeMode?: "stream" | "pull";
-  /** Producer compression (librdkafka compression.type). */
+  /**
+   * Producer compression (librdkafka compression.type). Default `none`: with linger 0 a batch
+   * mostly holds one small record, which compression does not shrink, and the broker then
+   * decompresses every batch to validate it. Worth it with a linger that fills batches.
+   */
   readonly compression?: KafkaCompression;
   /**
    * How often each Kafka client reports its statistics (queue depth, broker round trips,
@@ -233,7 +237,13 @@ export function slotGroup(names: Pick<ResourceNames, "slotGroupPrefix">, slot: n
 }
 
 /** Reads the settings every service shares. Problems are recorded on `reader`. */
-export function readCommonConfig(reader: ConfigReader, clientId: string): CommonConfig {
+/** What a service chooses for itself among the shared settings. */
+export interface CommonDefaults {
+  /** TETHER_KAFKA_CONSUME when unset. Default `pull`. */
+  readonly consumeMode?: "stream" | "pull";
+}
+
+export function readCommonConfig(reader: ConfigReader, clientId: string, defaults: CommonDefaults = {}): CommonConfig {
   const broker = reader.oneOf("TETHER_BROKER", ["memory", "kafka"] as const, "memory");
   const registry = reader.oneOf("TETHER_REGISTRY", ["memory", "dynamodb"] as const, "memory");
   const brokers = reader.list("TETHER_KAFKA_BROKERS");
@@ -274,8 +284,8 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
       region,
       replicationFactor: reader.integer("TETHER_KAFKA_REPLICATION_FACTOR", -1, { min: -1, max: 5 }),
       lingerMs: reader.integer("TETHER_KAFKA_LINGER_MS", 0, { min: 0, max: 1000 }),
-      consumeMode: reader.oneOf("TETHER_KAFKA_CONSUME", ["stream", "pull"] as const, "pull"),
-      compression: reader.oneOf("TETHER_KAFKA_COMPRESSION", kafkaCompressions, "lz4"),
+      consumeMode: reader.oneOf("TETHER_KAFKA_CONSUME", ["stream", "pull"] as const, defaults.consumeMode ?? "pull"),
+      compression: reader.oneOf("TETHER_KAFKA_COMPRESSION", kafkaCompressions, "none"),
       statisticsIntervalMs: reader.integer("TETHER_KAFKA_STATS_INTERVAL_MS", 15_000, { min: 0, max: 3_600_000 }),
     },
     registry,

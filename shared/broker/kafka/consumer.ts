@@ -21,6 +21,7 @@ import {
   codes,
   type NativeConsumer,
   type NativeError,
+  type NativeMetadata,
   type NativeTopicPartition,
   native,
 } from "./native.ts";
@@ -50,8 +51,12 @@ export function consumerConfig(settings: KafkaSettings, logger: Logger, groupId:
     "enable.auto.commit": false,
     "enable.auto.offset.store": false,
     "enable.partition.eof": false,
-    // Latency over batching: the broker answers a fetch after 10 ms even with little data.
-    "fetch.wait.max.ms": 10,
+    // The broker answers a fetch as soon as one byte is there (fetch.min.bytes), so this bounds
+    // only how long a fetch waits on an idle partition. At 10 ms every idle consumer sent 100
+    // fetches a second, and the broker's CPU showed it (0.63 against 0.47 cores at 1,000 round
+    // trips/s, with compression off too). librdkafka keeps one fetch in flight per broker, so
+    // a partition assigned meanwhile waits for it: up to this long.
+    "fetch.wait.max.ms": 100,
     "fetch.min.bytes": 1,
     // Keep the prefetch small; the dispatcher's own bound does the rest.
     "queued.min.messages": 1000,
@@ -115,6 +120,23 @@ export class CommittedOffsetReader {
   close(timeoutMs: number): Promise<void> {
     return withTimeout(disconnect(this.#consumer), timeoutMs, "lag reader disconnect").catch(() => {});
   }
+}
+
+/** Bound of each call a lag sample makes. */
+const lagTimeoutMs = 5000;
+
+/** One callback-style client call as a promise; its error becomes ours. */
+function call<T>(
+  what: string,
+  start: (done: (error: NativeError | null | undefined, value: T) => void) => void,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    try {
+      start((error, value) => (error ? reject(kafkaError(what, error)) : resolve(value)));
+    } catch (error) {
+      reject(kafkaError(what, error));
+    }
+  });
 }
 
 function connect(consumer: NativeConsumer, timeoutMs: number): Promise<void> {
@@ -322,6 +344,50 @@ export class KafkaGroupConsumer implements GroupConsumer {
 
   assignment(): readonly string[] {
     return [...this.#assigned].sort();
+  }
+
+  async lag(): Promise<number> {
+    const run = this.#run;
+    if (this.#status !== "running" || run === undefined) {
+      throw new TetherError("closed", "group consumer is not running");
+    }
+    const { consumer } = run;
+    const groupId = this.#options.groupId;
+    const partitions: NativeTopicPartition[] = [];
+    for (const topic of this.#options.topics) {
+      const metadata = await call<NativeMetadata>(`metadata of ${topic}`, (done) =>
+        consumer.getMetadata({ topic, timeout: lagTimeoutMs }, done),
+      );
+      const count = metadata.topics.find((entry) => entry.name === topic)?.partitions.length ?? 0;
+      for (let partition = 0; partition < count; partition += 1) partitions.push({ topic, partition });
+    }
+    if (partitions.length === 0) return 0;
+    const [committed, ...watermarks] = await Promise.all([
+      call<NativeTopicPartition[]>(`committed offsets of group ${groupId}`, (done) =>
+        consumer.committed(partitions, lagTimeoutMs, done),
+      ),
+      ...partitions.map(({ topic, partition }) =>
+        call<{ highOffset: number; lowOffset: number }>(`watermarks of ${topic}:${partition}`, (done) =>
+          consumer.queryWatermarkOffsets(topic, partition, lagTimeoutMs, done),
+        ),
+      ),
+    ]);
+    const committedAt = new Map<string, number>();
+    for (const entry of committed) {
+      if (entry.error !== undefined && entry.error !== null && entry.error.code !== 0) {
+        throw kafkaError(`committed offsets of group ${groupId}`, entry.error);
+      }
+      if (typeof entry.offset === "number" && entry.offset >= 0) {
+        committedAt.set(`${entry.topic}:${entry.partition}`, entry.offset);
+      }
+    }
+    let lag = 0;
+    partitions.forEach(({ topic, partition }, index) => {
+      const { highOffset, lowOffset } = watermarks[index]!;
+      const from = committedAt.get(`${topic}:${partition}`) ?? lowOffset;
+      lag += Math.max(0, highOffset - from);
+    });
+    return lag;
   }
 
   close(timeoutMs = 10_000): Promise<void> {

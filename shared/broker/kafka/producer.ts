@@ -238,7 +238,7 @@ export function producerConfig(settings: KafkaSettings, logger: Logger, tuning: 
     acks: "all",
     "linger.ms": tuning.lingerMs ?? settings.lingerMs ?? 0,
     "queue.buffering.max.messages": tuning.maxQueued ?? 100_000,
-    "compression.type": settings.compression ?? "lz4",
+    "compression.type": settings.compression ?? "none",
     // Java-compatible placement: a key lands where any Kafka client would put it.
     partitioner: "murmur2_random",
     // Longer than any send() bound, so a report always arrives (a timed-out send may still

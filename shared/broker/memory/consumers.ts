@@ -50,6 +50,13 @@ export class MemoryGroupConsumer implements GroupConsumer {
     return [...this.#owned].sort();
   }
 
+  async lag(): Promise<number> {
+    if (!this.#started || this.#closed) throw new TetherError(ErrorCode.Closed, "group consumer is not running");
+    let lag = 0;
+    for (const topic of this.#options.topics) lag += this.#cluster.groupLag(this.#options.groupId, topic);
+    return lag;
+  }
+
   close(timeoutMs = defaultCloseTimeoutMs): Promise<void> {
     this.#closing ??= this.#close(timeoutMs);
     return this.#closing;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { readEdgeConfig } from "../../../services/edge/config.ts";
+import { readWorkerConfig } from "../../../services/worker/config.ts";
 import { hasErrorCode } from "../../../shared/errors/index.ts";
 
 describe("edge configuration", () => {
@@ -35,6 +36,23 @@ describe("edge configuration", () => {
     assert.throws(
       () => readEdgeConfig({ ...base, TETHER_KAFKA_LINGER_MS: "-1" }),
       (error) => hasErrorCode(error, "invalid_config") && /TETHER_KAFKA_LINGER_MS/.test(error.message),
+    );
+  });
+
+  it("takes Kafka messages by the consume thread unless TETHER_KAFKA_CONSUME says pull (the worker pulls by default)", () => {
+    const base = { TETHER_ENV: "development", TETHER_AUTH_MODE: "none" };
+    assert.equal(readEdgeConfig(base).common.kafka.consumeMode, "stream");
+    assert.equal(readEdgeConfig({ ...base, TETHER_KAFKA_CONSUME: "pull" }).common.kafka.consumeMode, "pull");
+    assert.equal(readWorkerConfig(base).kafka.consumeMode, "pull");
+  });
+
+  it("reads the producer compression, none by default, and names the variable when it is unknown", () => {
+    const base = { TETHER_ENV: "development", TETHER_AUTH_MODE: "none" };
+    assert.equal(readEdgeConfig(base).common.kafka.compression, "none");
+    assert.equal(readEdgeConfig({ ...base, TETHER_KAFKA_COMPRESSION: "zstd" }).common.kafka.compression, "zstd");
+    assert.throws(
+      () => readEdgeConfig({ ...base, TETHER_KAFKA_COMPRESSION: "brotli" }),
+      (error) => hasErrorCode(error, "invalid_config") && /TETHER_KAFKA_COMPRESSION/.test(error.message),
     );
   });
 

@@ -501,6 +501,31 @@ export function brokerContract(
       });
     });
 
+    it("tells a group member its whole group's lag, over every partition, through its own client", async (t) => {
+      const topic = await makeTopic("member-lag", 3);
+      const groupId = unique("g");
+      for (let i = 0; i < 9; i += 1) await producer.send({ topic, key: `k${i}`, value: `v${i}` });
+      const held = gate();
+      let handled = 0;
+      const consumer = fixture.broker.groupConsumer({ groupId, topics: [topic], concurrency: 1 });
+      t.after(() => consumer.close());
+      await consumer.start(async (message) => {
+        if (text(message) === "v-hold") await held.promise;
+        handled += 1;
+      });
+      await waitUntil("the member to catch up", async () => (await consumer.lag()) === 0, fixture.waitMs);
+      assert.ok(handled >= 9);
+      await producer.send({ topic, key: "k0", value: "v-hold" });
+      for (let i = 0; i < 4; i += 1) await producer.send({ topic, key: "k0", value: `after${i}` });
+      await waitUntil("the held message to arrive", () => handled >= 9, fixture.waitMs);
+      await sleep(fixture.settleMs);
+      assert.equal(await consumer.lag(), 5, "the held message and the four behind it on its partition");
+      held.release();
+      await waitUntil("the member to catch up again", async () => (await consumer.lag()) === 0, fixture.waitMs);
+      await consumer.close();
+      await assert.rejects(consumer.lag(), (error: unknown) => hasErrorCode(error, "closed"));
+    });
+
     it("flushes queued messages and closes producers and consumers safely twice", async (t) => {
       const topic = await makeTopic("flush", 2);
       const own = fixture.broker.producer();

@@ -25,12 +25,18 @@ test("the configured linger applies unless the caller tunes it itself", () => {
   assert.equal(producerConfig({ ...settings, lingerMs: 5 }, silentLogger(), { lingerMs: 1 })["linger.ms"], 1);
 });
 
-test("a consumer commits by hand and answers a fetch within its latency bound", () => {
+test("a consumer commits by hand, gets a fetch answered at the first byte, and idles in fetches of 100 ms", () => {
   const config = consumerConfig(settings, silentLogger(), "group", "worker");
   assert.equal(config["group.id"], "group");
   assert.equal(config["enable.auto.commit"], false);
   assert.equal(config["enable.auto.offset.store"], false);
-  assert.ok(Number(config["fetch.wait.max.ms"]) <= 10);
+  assert.equal(config["fetch.min.bytes"], 1);
+  assert.equal(config["fetch.wait.max.ms"], 100);
+});
+
+test("the producer does not compress unless told to", () => {
+  assert.equal(producerConfig(settings, silentLogger(), {})["compression.type"], "none");
+  assert.equal(producerConfig({ ...settings, compression: "zstd" }, silentLogger(), {})["compression.type"], "zstd");
 });
 
 test("a backlog over the prefetch bound delays the next fetch by milliseconds, not librdkafka's second", () => {
