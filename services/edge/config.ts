@@ -102,9 +102,7 @@ export function availableMemory(): number {
 
 export function readEdgeConfig(env: Env, memoryBytes: number = availableMemory()): EdgeConfig {
   const reader = new ConfigReader(env);
-  // The edge's replies consumer reads one partition, on every answer's path: its consume thread
-  // hands each answer over as it arrives (see BENCHMARKS.md, "Round trips next to Kafka's floor").
-  const common = readCommonConfig(reader, "tether-edge", { consumeMode: "stream" });
+  const common = readCommonConfig(reader, "tether-edge");
   const auth = readAuthConfig(reader, common.environment);
   const certFile = reader.optionalString("TETHER_TLS_CERT_FILE");
   const keyFile = reader.optionalString("TETHER_TLS_KEY_FILE");

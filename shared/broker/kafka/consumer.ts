@@ -228,7 +228,7 @@ function makeRun(
   dispatch: DispatcherOptions,
 ): Run {
   const dispatcher = new Dispatcher(dispatch);
-  const pull = settings.consumeMode !== "stream";
+  const pull = settings.consumeMode === "pull";
   let loop: FetchLoop | StreamLoop | undefined;
   const consumer = new native.KafkaConsumer({
     ...config,
@@ -362,16 +362,19 @@ export class KafkaGroupConsumer implements GroupConsumer {
       for (let partition = 0; partition < count; partition += 1) partitions.push({ topic, partition });
     }
     if (partitions.length === 0) return 0;
-    const [committed, ...watermarks] = await Promise.all([
-      call<NativeTopicPartition[]>(`committed offsets of group ${groupId}`, (done) =>
-        consumer.committed(partitions, lagTimeoutMs, done),
-      ),
-      ...partitions.map(({ topic, partition }) =>
-        call<{ highOffset: number; lowOffset: number }>(`watermarks of ${topic}:${partition}`, (done) =>
+    // One call at a time: each holds a libuv pool thread until the broker answers, and the pull
+    // loop's fetches run on that pool too (a sample of 12 partitions at once stalled them).
+    const committed = await call<NativeTopicPartition[]>(`committed offsets of group ${groupId}`, (done) =>
+      consumer.committed(partitions, lagTimeoutMs, done),
+    );
+    const watermarks: Array<{ highOffset: number; lowOffset: number }> = [];
+    for (const { topic, partition } of partitions) {
+      watermarks.push(
+        await call(`watermarks of ${topic}:${partition}`, (done) =>
           consumer.queryWatermarkOffsets(topic, partition, lagTimeoutMs, done),
         ),
-      ),
-    ]);
+      );
+    }
     const committedAt = new Map<string, number>();
     for (const entry of committed) {
       if (entry.error !== undefined && entry.error !== null && entry.error.code !== 0) {

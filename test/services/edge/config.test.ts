@@ -39,11 +39,15 @@ describe("edge configuration", () => {
     );
   });
 
-  it("takes Kafka messages by the consume thread unless TETHER_KAFKA_CONSUME says pull (the worker pulls by default)", () => {
+  it("takes Kafka messages by the consume thread unless TETHER_KAFKA_CONSUME says pull, in the worker too", () => {
     const base = { TETHER_ENV: "development", TETHER_AUTH_MODE: "none" };
     assert.equal(readEdgeConfig(base).common.kafka.consumeMode, "stream");
     assert.equal(readEdgeConfig({ ...base, TETHER_KAFKA_CONSUME: "pull" }).common.kafka.consumeMode, "pull");
-    assert.equal(readWorkerConfig(base).kafka.consumeMode, "pull");
+    assert.equal(readWorkerConfig(base).kafka.consumeMode, "stream");
+    assert.throws(
+      () => readWorkerConfig({ ...base, TETHER_KAFKA_CONSUME: "poll" }),
+      (error) => hasErrorCode(error, "invalid_config") && /TETHER_KAFKA_CONSUME/.test(error.message),
+    );
   });
 
   it("reads the producer compression, none by default, and names the variable when it is unknown", () => {
