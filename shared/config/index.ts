@@ -145,8 +145,9 @@ export interface KafkaSettings {
   /** Replication factor used when the service creates topics. */
   readonly replicationFactor: number;
   /**
-   * How long producers wait to fill a batch (librdkafka linger.ms). 0, the default, is the lowest
-   * latency; a few milliseconds trade latency for fewer, larger produce requests at high rates.
+   * How long producers wait to fill a batch (librdkafka linger.ms). 0, the edge's default, is the
+   * lowest latency; a few milliseconds trade latency for fewer, larger produce requests at high
+   * rates. The worker defaults to 1: its answers to one edge all go to that edge's partition.
    */
   readonly lingerMs?: number;
   /**
@@ -238,7 +239,13 @@ export function slotGroup(names: Pick<ResourceNames, "slotGroupPrefix">, slot: n
 }
 
 /** Reads the settings every service shares. Problems are recorded on `reader`. */
-export function readCommonConfig(reader: ConfigReader, clientId: string): CommonConfig {
+/** Shared settings whose default depends on the service. */
+export interface CommonDefaults {
+  /** TETHER_KAFKA_LINGER_MS when unset. Default 0. */
+  readonly lingerMs?: number;
+}
+
+export function readCommonConfig(reader: ConfigReader, clientId: string, defaults: CommonDefaults = {}): CommonConfig {
   const broker = reader.oneOf("TETHER_BROKER", ["memory", "kafka"] as const, "memory");
   const registry = reader.oneOf("TETHER_REGISTRY", ["memory", "dynamodb"] as const, "memory");
   const brokers = reader.list("TETHER_KAFKA_BROKERS");
@@ -278,7 +285,7 @@ export function readCommonConfig(reader: ConfigReader, clientId: string): Common
       password,
       region,
       replicationFactor: reader.integer("TETHER_KAFKA_REPLICATION_FACTOR", -1, { min: -1, max: 5 }),
-      lingerMs: reader.integer("TETHER_KAFKA_LINGER_MS", 0, { min: 0, max: 1000 }),
+      lingerMs: reader.integer("TETHER_KAFKA_LINGER_MS", defaults.lingerMs ?? 0, { min: 0, max: 1000 }),
       consumeMode: reader.oneOf("TETHER_KAFKA_CONSUME", ["stream", "pull"] as const, "stream"),
       compression: reader.oneOf("TETHER_KAFKA_COMPRESSION", kafkaCompressions, "none"),
       statisticsIntervalMs: reader.integer("TETHER_KAFKA_STATS_INTERVAL_MS", 15_000, { min: 0, max: 3_600_000 }),

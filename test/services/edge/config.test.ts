@@ -29,9 +29,11 @@ describe("edge configuration", () => {
     assert.ok(Object.isFrozen(config.limits));
   });
 
-  it("reads the producer linger, 0 by default, and names the variable when it is out of range", () => {
+  it("reads the producer linger, 0 by default (1 in the worker), and names the variable when it is out of range", () => {
     const base = { TETHER_ENV: "development", TETHER_AUTH_MODE: "none" };
     assert.equal(readEdgeConfig(base).common.kafka.lingerMs, 0);
+    assert.equal(readWorkerConfig(base).kafka.lingerMs, 1, "the worker batches its answers for a millisecond");
+    assert.equal(readWorkerConfig({ ...base, TETHER_KAFKA_LINGER_MS: "0" }).kafka.lingerMs, 0);
     assert.equal(readEdgeConfig({ ...base, TETHER_KAFKA_LINGER_MS: "5" }).common.kafka.lingerMs, 5);
     assert.throws(
       () => readEdgeConfig({ ...base, TETHER_KAFKA_LINGER_MS: "-1" }),
