@@ -5,7 +5,7 @@ import type { Logger } from "../../log/index.ts";
 import type { BrokerAdmin, TopicSpec } from "../types.ts";
 import { baseConfig } from "./config.ts";
 import { CommittedOffsetReader } from "./consumer.ts";
-import { isAuthFailure, kafkaError, withAuthCause } from "./errors.ts";
+import { call, isAuthFailure, kafkaError, withAuthCause } from "./errors.ts";
 import {
   codes,
   type NativeAdmin,
@@ -293,18 +293,4 @@ async function settleAll<const T extends readonly unknown[]>(
   return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as {
     -readonly [K in keyof T]: Awaited<T[K]>;
   };
-}
-
-/** Runs a callback-style admin call and maps its error. */
-function call<T>(
-  what: string,
-  start: (done: (error: NativeError | null | undefined, value: T) => void) => void,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    try {
-      start((error, value) => (error ? reject(kafkaError(what, error)) : resolve(value)));
-    } catch (error) {
-      reject(kafkaError(what, error));
-    }
-  });
 }

@@ -14,7 +14,7 @@ import type {
   StatisticsListener,
 } from "../types.ts";
 import { baseConfig } from "./config.ts";
-import { kafkaError } from "./errors.ts";
+import { call, kafkaError } from "./errors.ts";
 import { FetchLoop, type MessageLoop, StreamLoop } from "./fetch.ts";
 import {
   type Config,
@@ -124,20 +124,6 @@ export class CommittedOffsetReader {
 
 /** Bound of each call a lag sample makes. */
 const lagTimeoutMs = 5000;
-
-/** One callback-style client call as a promise; its error becomes ours. */
-function call<T>(
-  what: string,
-  start: (done: (error: NativeError | null | undefined, value: T) => void) => void,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    try {
-      start((error, value) => (error ? reject(kafkaError(what, error)) : resolve(value)));
-    } catch (error) {
-      reject(kafkaError(what, error));
-    }
-  });
-}
 
 function connect(consumer: NativeConsumer, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -81,3 +81,17 @@ export function withAuthCause(error: TetherError, lastAuthFailure: unknown): Tet
     cause: error,
   });
 }
+
+/** Runs one callback-style client call as a promise, its error mapped by {@link kafkaError}. */
+export function call<T>(
+  what: string,
+  start: (done: (error: NativeError | null | undefined, value: T) => void) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    try {
+      start((error, value) => (error ? reject(kafkaError(what, error)) : resolve(value)));
+    } catch (error) {
+      reject(kafkaError(what, error));
+    }
+  });
+}

@@ -225,8 +225,8 @@ export interface StreamLoopOptions extends LoopFeed {
  * behind for `holdMs` (or fall four times that behind) and resumes them at half the bound; the
  * thread keeps polling meanwhile, so rebalances are served and the group keeps the member.
  *
- * That thread ends for good on any consumer error it does not know (a fetch error on a topic
- * the broker has only just created, say), and a client cannot start it again. The loop then
+ * That thread ends for good on any consumer error other than a timeout, a partition's end, an
+ * unknown topic or a refused authorization, and a client cannot start it again. The loop then
  * goes on by pull on the same client (a `FetchLoop`, woken by librdkafka's queue signal), so
  * consumption continues with the pull mode's latency. A thread that stops without saying so is
  * caught by a watchdog, which compares the broker's high watermarks with the positions while
