@@ -273,8 +273,7 @@ async function main(): Promise<void> {
   const workerOnly = envPairs(process.env.BENCH_WORKER_ENV);
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "");
   // BENCH_CONSUME: the consume modes to run (TETHER_KAFKA_CONSUME), each on its own edge and
-  // worker; the default one first.
-  // `default` sets nothing, so the services run on their own default.
+  // worker, the default one first; `default` sets nothing, so the services run on their own.
   const modes = (process.env.BENCH_CONSUME ?? "stream,pull").split(",").filter((mode) => mode !== "");
   // BENCH_ROWS=open,closed1,closed8 picks rows (these three by default; `quiet` runs 10 req/s), e.g. to profile one.
   const picked = (process.env.BENCH_ROWS ?? "open,closed1,closed8").split(",");

@@ -4,7 +4,7 @@ import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
 import type { BrokerAdmin, TopicSpec } from "../types.ts";
 import { baseConfig } from "./config.ts";
-import { CommittedOffsetReader } from "./consumer.ts";
+import { CommittedOffsetReader, partitionLag } from "./consumer.ts";
 import { call, isAuthFailure, kafkaError, withAuthCause } from "./errors.ts";
 import {
   codes,
@@ -212,10 +212,7 @@ export class KafkaAdmin implements BrokerAdmin {
     ]);
     let lag = 0;
     for (let partition = 0; partition < count; partition += 1) {
-      const end = latest.get(partition) ?? 0;
-      const committed = committedOffsets.get(partition) ?? -1;
-      const from = committed >= 0 ? committed : (earliest.get(partition) ?? 0);
-      lag += Math.max(0, end - from);
+      lag += partitionLag(latest.get(partition) ?? 0, committedOffsets.get(partition), earliest.get(partition) ?? 0);
     }
     return lag;
   }

@@ -125,6 +125,15 @@ export class CommittedOffsetReader {
 /** Bound of each call a lag sample makes. */
 const lagTimeoutMs = 5000;
 
+/**
+ * A partition's backlog for a group: from its committed offset (or, with none, its earliest
+ * message) to its end.
+ */
+export function partitionLag(end: number, committed: number | undefined, earliest: number): number {
+  const from = committed !== undefined && committed >= 0 ? committed : earliest;
+  return Math.max(0, end - from);
+}
+
 function connect(consumer: NativeConsumer, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     try {
@@ -215,12 +224,13 @@ function makeRun(
 ): Run {
   const dispatcher = new Dispatcher(dispatch);
   const pull = settings.consumeMode === "pull";
-  let loop: FetchLoop | StreamLoop | undefined;
+  let fetchLoop: FetchLoop | undefined;
   const consumer = new native.KafkaConsumer({
     ...config,
     ...statisticsConfig(tuning.statistics),
-    // The pull loop waits for librdkafka's queue signal; so does the stream's pull fallback.
-    queue_non_empty_cb: () => loop?.wake(),
+    // Only the pull loop waits for librdkafka's queue signal: the stream's thread drains the
+    // queue at once, so the signal would wake the event loop for every message.
+    ...(pull ? { queue_non_empty_cb: () => fetchLoop?.wake() } : {}),
   });
   watchStatistics(consumer, tuning.statistics, logger);
   consumer.on("event.error", (error) => logger.warn({ err: kafkaError("consumer", error) }, "Kafka error"));
@@ -233,9 +243,9 @@ function makeRun(
     pending: () => dispatcher.pending(),
     maxPending: tuning.maxPending ?? 1000,
   };
-  loop = pull
-    ? new FetchLoop(feed)
-    : new StreamLoop({ ...feed, ...(tuning.onStall === undefined ? {} : { onStall: tuning.onStall }) });
+  if (pull) fetchLoop = new FetchLoop(feed);
+  const loop =
+    fetchLoop ?? new StreamLoop({ ...feed, ...(tuning.onStall === undefined ? {} : { onStall: tuning.onStall }) });
   return { consumer, dispatcher, committer, loop };
 }
 
@@ -373,8 +383,7 @@ export class KafkaGroupConsumer implements GroupConsumer {
     let lag = 0;
     partitions.forEach(({ topic, partition }, index) => {
       const { highOffset, lowOffset } = watermarks[index]!;
-      const from = committedAt.get(`${topic}:${partition}`) ?? lowOffset;
-      lag += Math.max(0, highOffset - from);
+      lag += partitionLag(highOffset, committedAt.get(`${topic}:${partition}`), lowOffset);
     });
     return lag;
   }

@@ -227,8 +227,9 @@ export interface StreamLoopOptions extends LoopFeed {
  *
  * That thread ends for good on any consumer error other than a timeout, a partition's end, an
  * unknown topic or a refused authorization, and a client cannot start it again. The loop then
- * goes on by pull on the same client (a `FetchLoop`, woken by librdkafka's queue signal), so
- * consumption continues with the pull mode's latency. A thread that stops without saying so is
+ * goes on by pull on the same client (a `FetchLoop` on its safety poll: a stream client has no
+ * queue signal, which would wake the event loop for every message), so consumption continues,
+ * up to 20 ms later per message. A thread that stops without saying so is
  * caught by a watchdog, which compares the broker's high watermarks with the positions while
  * nothing arrives and reports a stall through `onStall`.
  */
@@ -272,11 +273,6 @@ export class StreamLoop implements MessageLoop {
 
   paused(): boolean {
     return this.#fallback?.paused() ?? this.#paused;
-  }
-
-  /** librdkafka's queue became non-empty: only the pull fallback waits for that. */
-  wake(): void {
-    this.#fallback?.wake();
   }
 
   async stop(): Promise<void> {
