@@ -36,7 +36,8 @@ export type DecodedRequest =
   | (Refused & { readonly request: RequestRecord | null });
 
 /**
- * The `requests` record of a device's request. `bodyJson` is the device's body as JSON text,
+ * The `requests` record of a device's request, keyed by the device, with the reply route as its
+ * only headers (and `traceparent`). `bodyJson` is the device's body as JSON text,
  * spliced in as is: the edge never parses nor serialises a body (the worker parses the value
  * once). The caller guarantees it is valid JSON. `traceparent`, when tracing is on, is the
  * trace context the worker continues.
@@ -50,10 +51,9 @@ export function requestRecord(
 ): OutgoingMessage {
   const { deviceId, id } = request;
   const value = `{"deviceId":${JSON.stringify(deviceId)},"id":${JSON.stringify(id)},"type":${JSON.stringify(request.type)},"receivedAt":${request.receivedAt},"body":${bodyJson}}`;
+  // Only the reply route: the device is the key, the id and receipt time are in the value, and
+  // every header costs the client a copy and an allocation on each side of the broker.
   const headers = replyRouteHeaders(route);
-  headers[Header.Device] = deviceId;
-  headers[Header.RequestId] = id;
-  headers[Header.ReceivedAt] = String(request.receivedAt);
   if (traceparent !== undefined) headers[Header.TraceParent] = traceparent;
   return { topic: requestsTopic, key: deviceId, value, headers };
 }

@@ -19,15 +19,13 @@ const request = { deviceId: "pump-1", id: "r1", receivedAt: 1_700_000_000_500 };
 const answerFrame = '{"t":"res","id":"r1","body":{"ok":true}}';
 
 describe("answer records", () => {
-  it("go to the reply route's slot with kind, connection, device, request id and receipt time", () => {
+  it("go to the reply route's slot, keyed by the device, with connection, request id and receipt time", () => {
     const message = answerRecord("replies", route, request, answerFrame);
     assert.equal(message.partition, 2);
     assert.equal(message.key, "pump-1");
     assert.equal(message.value, answerFrame);
     assert.deepEqual(message.headers, {
-      [Header.Kind]: "answer",
       [Header.Conn]: "conn-1",
-      [Header.Device]: "pump-1",
       [Header.RequestId]: "r1",
       [Header.ReceivedAt]: "1700000000500",
     });

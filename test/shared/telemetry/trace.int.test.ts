@@ -250,7 +250,7 @@ describe("a traced request on real Kafka and DynamoDB", () => {
       broker,
       names.requestsTopic,
       undefined,
-      (message) => message.headers[Header.Device] === "traced-device" && message.headers[Header.RequestId] === "r1",
+      (message) => message.key === "traced-device" && JSON.parse(message.value.toString("utf8")).id === "r1",
     );
     const traceId = traceIdOf(requestRecord.headers[Header.TraceParent]);
     assert.ok(traceId !== undefined, `the request record has a traceparent: ${JSON.stringify(requestRecord.headers)}`);
@@ -259,7 +259,7 @@ describe("a traced request on real Kafka and DynamoDB", () => {
       broker,
       names.repliesTopic,
       edge.slot,
-      (message) => message.headers[Header.Device] === "traced-device" && message.headers[Header.RequestId] === "r1",
+      (message) => message.key === "traced-device" && message.headers[Header.RequestId] === "r1",
     );
     assert.equal(traceIdOf(answerRecord.headers[Header.TraceParent]), traceId, "the answer record continues the trace");
     assert.notEqual(
