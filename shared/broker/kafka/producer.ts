@@ -27,6 +27,14 @@ export interface ProducerTuning {
   readonly statistics?: StatisticsListener;
 }
 
+/** A send() of this turn, not yet handed to librdkafka. */
+interface Queued {
+  readonly message: OutgoingMessage;
+  readonly value: Buffer;
+  readonly headers: Array<Record<string, string>> | undefined;
+  readonly pending: Pending;
+}
+
 /** One send() waiting for its delivery report. */
 interface Pending {
   resolve: (report: DeliveryReport) => void;
@@ -64,6 +72,9 @@ export class KafkaProducer implements Producer {
   });
   #drained: Array<() => void> = [];
   #authFailure: unknown;
+  /** Sends of this event-loop turn, produced together once it ends (see #produceBatch). */
+  #batch: Queued[] = [];
+  #batchScheduled = false;
 
   constructor(settings: KafkaSettings, logger: Logger, tuning: ProducerTuning = {}) {
     this.#settings = settings;
@@ -112,7 +123,6 @@ export class KafkaProducer implements Producer {
       }
       return this.connect().then(() => this.send(message, options));
     }
-    const producer = this.#producer!;
     const timeoutMs = options.timeoutMs ?? this.#tuning.sendTimeoutMs ?? 30_000;
     return new Promise<DeliveryReport>((resolve, reject) => {
       const pending: Pending = {
@@ -129,21 +139,43 @@ export class KafkaProducer implements Producer {
         headers = [];
         for (const name in message.headers) headers.push({ [name]: message.headers[name]! });
       }
-      try {
-        producer.produce(message.topic, message.partition ?? null, value, message.key ?? null, null, pending, headers);
-      } catch (error) {
-        if ((error as NativeError).code === codes.queueFull) {
-          reject(new TetherError("unavailable", "Kafka producer queue is full", { cause: error }));
-        } else {
-          reject(kafkaError("send", error, { topic: message.topic }));
-        }
-        return;
-      }
       this.#inFlight += 1;
       this.#unsettled.add(pending);
       this.#deadlines.add(pending);
+      this.#batch.push({ message, value, headers, pending });
+      if (!this.#batchScheduled) {
+        this.#batchScheduled = true;
+        setImmediate(this.#produceBatch);
+      }
     });
   }
+
+  /**
+   * Hands this turn's sends to librdkafka back to back. Produced one by one as they came, each
+   * woke the client's broker thread, which sent it alone: a produce request per record, and a
+   * thread switch per record on both sides. In one burst, a wake-up and a request carry many.
+   */
+  readonly #produceBatch = (): void => {
+    this.#batchScheduled = false;
+    const batch = this.#batch;
+    if (batch.length === 0) return;
+    this.#batch = [];
+    const producer = this.#producer!;
+    for (const { message, value, headers, pending } of batch) {
+      try {
+        producer.produce(message.topic, message.partition ?? null, value, message.key ?? null, null, pending, headers);
+      } catch (error) {
+        this.#inFlight = Math.max(0, this.#inFlight - 1);
+        if (!this.#settle(pending)) continue;
+        if ((error as NativeError).code === codes.queueFull) {
+          pending.reject(new TetherError("unavailable", "Kafka producer queue is full", { cause: error }));
+        } else {
+          pending.reject(kafkaError("send", error, { topic: message.topic }));
+        }
+      }
+    }
+    if (this.#inFlight === 0) for (const wake of this.#drained.splice(0)) wake();
+  };
 
   #settle(pending: Pending): boolean {
     if (pending.settled) return false;
@@ -168,6 +200,7 @@ export class KafkaProducer implements Producer {
   async flush(timeoutMs: number): Promise<void> {
     const producer = this.#producer;
     if (producer === undefined || this.#status === "closed") return;
+    this.#produceBatch();
     const deadline = Date.now() + timeoutMs;
     await new Promise<void>((resolve, reject) => {
       try {
