@@ -27,6 +27,7 @@ import { DedupeWindow, dedupeKey } from "./dedupe.ts";
 import { isHandlerError } from "./handler-error.ts";
 import { UNKNOWN_TYPE_LABEL, WorkerMetrics } from "./metrics.ts";
 import { PushRouter } from "./router.ts";
+import { HandlerRuns } from "./runs.ts";
 
 /** What a handler gets for one request. */
 export interface HandlerRequest {
@@ -127,6 +128,7 @@ export class Worker {
   readonly #router: PushRouter | undefined;
   /** Aborted once shutdown's grace period is over: handlers and retry waits stop. */
   readonly #shutdown = abortControllerWithoutListenerLimit();
+  readonly #runs: HandlerRuns;
   #consumer: GroupConsumer | undefined;
   #status: WorkerStatus = "created";
   #closing: Promise<void> | undefined;
@@ -146,6 +148,7 @@ export class Worker {
       ttlMs: this.#settings.dedupeTtlMs,
       now: this.#now,
     });
+    this.#runs = new HandlerRuns(this.#settings.handlerTimeoutMs, this.#shutdown.signal);
     this.#producer = options.broker.producer();
     this.#admin = options.broker.admin();
     this.#router =
@@ -262,6 +265,7 @@ export class Worker {
       await shutdown.run();
     } finally {
       this.#dedupe.clear();
+      this.#runs.close();
       this.#status = failed ? "failed" : "closed";
     }
     this.#log.info("worker closed");
@@ -470,42 +474,36 @@ export class Worker {
     attempt: number,
     log: () => Logger,
   ): Promise<Attempt> {
-    // One controller per run, aborted at the deadline or when shutdown runs out of time.
-    const abort = new AbortController();
-    const shutdown = this.#shutdown.signal;
-    const onShutdown = (): void => abort.abort(shutdown.reason);
-    if (shutdown.aborted) onShutdown();
-    else shutdown.addEventListener("abort", onShutdown, { once: true });
-    const input: HandlerRequest = {
-      deviceId: request.deviceId,
-      id: request.id,
-      type: request.type,
-      body: request.body,
-      receivedAt: request.receivedAt,
-      idempotencyKey: `${request.deviceId}:${request.id}`,
-      attempt,
-      get log() {
-        return log();
-      },
-      signal: abort.signal,
-    };
-    const run = invoke(handler, input);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<Attempt>((resolve) => {
-      timer = setTimeout(() => resolve(TIMED_OUT), this.#settings.handlerTimeoutMs);
-    });
-    const result = await Promise.race([run, timeout]);
-    clearTimeout(timer);
-    shutdown.removeEventListener("abort", onShutdown);
+    const idempotencyKey = `${request.deviceId}:${request.id}`;
+    const { outcome, late } = this.#runs.start(
+      (signal) =>
+        invoke(handler, {
+          deviceId: request.deviceId,
+          id: request.id,
+          type: request.type,
+          body: request.body,
+          receivedAt: request.receivedAt,
+          idempotencyKey,
+          attempt,
+          get log() {
+            return log();
+          },
+          // Aborted at the deadline or when shutdown runs out of time; made only when asked for.
+          get signal() {
+            return signal();
+          },
+        }),
+      TIMED_OUT,
+    );
+    const result = await outcome;
     if (result === TIMED_OUT) {
-      abort.abort(new TetherError(ErrorCode.Timeout, "handler deadline passed"));
       // The device already got `timeout`; a definitive late outcome is remembered so that a
       // resend of the request gets it instead of running the handler again.
-      void run.then((late) => {
-        if (late.kind !== "ok" && late.kind !== "handler_error") return;
+      void late.then((outcomeLate) => {
+        if (outcomeLate.kind !== "ok" && outcomeLate.kind !== "handler_error") return;
         const current = this.#dedupe.get(key);
         if (current !== undefined && current.source === source && !current.final) {
-          this.#dedupe.set(key, { frame: late.frame, final: true, source, deadLetter: undefined });
+          this.#dedupe.set(key, { frame: outcomeLate.frame, final: true, source, deadLetter: undefined });
         }
       });
     }

@@ -1,9 +1,9 @@
+import { Deadlines } from "../../async/deadlines.ts";
 import type { KafkaSettings } from "../../config/index.ts";
 import { TetherError } from "../../errors/index.ts";
 import type { Logger } from "../../log/index.ts";
 import type { DeliveryReport, OutgoingMessage, Producer, SendOptions, StatisticsListener } from "../types.ts";
 import { baseConfig } from "./config.ts";
-import { Deadlines } from "./deadlines.ts";
 import { isAuthFailure, kafkaError, withAuthCause } from "./errors.ts";
 import {
   type Config,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Deadlines } from "../../../../shared/broker/kafka/deadlines.ts";
+import { Deadlines } from "../../../shared/async/deadlines.ts";
 
 interface Item {
   readonly name: string;

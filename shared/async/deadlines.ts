@@ -8,9 +8,9 @@ export interface Deadline {
 }
 
 /**
- * Send deadlines without a timer per send: sends with the same bound expire in the order they
- * were made, so one queue per bound is ordered by deadline and a sweep stops at the first send
- * still in time.
+ * Deadlines without a timer per item (a producer's sends, a worker's handler runs): items with
+ * the same bound expire in the order they were added, so one queue per bound is ordered by
+ * deadline and a sweep stops at the first item still in time.
  */
 export class Deadlines<T extends Deadline> {
   readonly #queues = new Map<number, { items: T[]; head: number }>();
