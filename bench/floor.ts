@@ -275,14 +275,18 @@ async function main(): Promise<void> {
   // BENCH_CONSUME: the consume modes to run (TETHER_KAFKA_CONSUME), each on its own edge and
   // worker, the default one first; `default` sets nothing, so the services run on their own.
   const modes = (process.env.BENCH_CONSUME ?? "stream,pull").split(",").filter((mode) => mode !== "");
-  // BENCH_ROWS=open,closed1,closed8 picks rows (these three by default; `quiet` runs 10 req/s), e.g. to profile one.
+  // BENCH_ROWS=open,closed1,closed8 picks rows (these three by default; `quiet` runs 10 req/s and
+  // `busy` 2,500 req/s), e.g. to profile one.
   const picked = (process.env.BENCH_ROWS ?? "open,closed1,closed8").split(",");
   const shapes = [
     ["open", "open loop 1,000 req/s", { mode: "rate", rate: 1000 }],
     ["closed1", "closed loop, 1 open", { mode: "closed", window: 1 }],
     ["closed8", "closed loop, 8 open", { mode: "closed", window: 8 }],
-    // Not run by default: what the services and the broker spend with almost nothing to do.
+    // Not run by default: what the services and the broker spend with almost nothing to do,
+    // and at a steady load short of saturation (CPU per round trip there varies less from run
+    // to run than a closed loop's throughput, so it compares two builds better).
     ["quiet", "open loop 10 req/s", { mode: "rate", rate: 10 }],
+    ["busy", "open loop 2,500 req/s", { mode: "rate", rate: 2500 }],
   ] as const;
   const rows: Row[] = [];
   for (const consume of modes) {
