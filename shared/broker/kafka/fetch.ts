@@ -6,6 +6,8 @@ import type { NativeConsumer, NativeError, NativeMessage } from "./native.ts";
 
 /** Longest the loop sleeps between two polls when librdkafka signals nothing. */
 const SAFETY_POLL_MS = 20;
+/** A pull that returned at least this many messages lets the next one gather (see FetchLoop). */
+const GATHER_AFTER = 4;
 
 /** Converts a librdkafka message to the port's shape. */
 export function toIncoming(message: NativeMessage): IncomingMessage {
@@ -81,6 +83,8 @@ export class FetchLoop implements MessageLoop {
   #paused = false;
   /** When the loop started holding back because the handlers were behind; 0 when not. */
   #holdingSince = 0;
+  /** Whether the next call may wait for more messages (see #consume). */
+  #gather = false;
 
   constructor(options: FetchLoopOptions) {
     this.#options = options;
@@ -96,9 +100,6 @@ export class FetchLoop implements MessageLoop {
   }
 
   start(): void {
-    // Timeout 0 for every message of a batch: with the client's "timeout only for the first
-    // message" on, each message after the first is waited for up to 1 ms, so every batch
-    // smaller than batchSize ended with a 1 ms wait on the libuv pool (a millisecond a hop).
     this.#options.consumer.setDefaultConsumeTimeout(0);
     this.#options.consumer.setDefaultIsTimeoutOnlyForFirstMessage(false);
     this.#running ??= this.#run();
@@ -177,12 +178,27 @@ export class FetchLoop implements MessageLoop {
     }
   }
 
+  /**
+   * With the client's "timeout only for the first message" on, a consume call with timeout 0
+   * goes on taking messages until none came for 1 ms. That millisecond is a hop's latency when
+   * messages come one at a time, but under load it fills the batch: fewer calls on the libuv
+   * pool and fewer event-loop turns per message (measured at saturation: 0.20 to 0.24 against
+   * 0.26 to 0.29 ms of CPU per round trip). So a call gathers only after a batch that was full
+   * enough to say the load is there.
+   */
   #consume(): Promise<IncomingMessage[]> {
+    const { consumer } = this.#options;
+    consumer.setDefaultIsTimeoutOnlyForFirstMessage(this.#gather);
     return new Promise((resolve, reject) => {
       try {
-        this.#options.consumer.consume(this.#batchSize, (error, messages) => {
-          if (error) reject(error);
-          else resolve((messages ?? []).map(toIncoming));
+        consumer.consume(this.#batchSize, (error, messages) => {
+          if (error) {
+            reject(error);
+            return;
+          }
+          const batch = messages ?? [];
+          this.#gather = batch.length >= GATHER_AFTER;
+          resolve(batch.map(toIncoming));
         });
       } catch (error) {
         reject(error);
