@@ -49,8 +49,10 @@ interface Pending {
 type Status = "idle" | "connecting" | "ready" | "closing" | "closed";
 
 /**
- * Idempotent, acks=all producer on librdkafka's callback API. Delivery reports are polled on
- * librdkafka's background thread, so each send() resolves as soon as the broker acknowledged it.
+ * Idempotent, acks=all producer on librdkafka's callback API. The sends of one event-loop turn
+ * reach librdkafka together at the end of the turn, in the order they were made. Delivery
+ * reports are polled on librdkafka's background thread, so each send() resolves as soon as the
+ * broker acknowledged it.
  */
 export class KafkaProducer implements Producer {
   readonly #settings: KafkaSettings;
