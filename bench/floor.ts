@@ -3,7 +3,7 @@
  *
  * 1. Kafka's own tools (org.apache.kafka:kafka-tools): EndToEndLatency (one hop, acks=all,
  *    128 B) and ProducerPerformance (acks=all, idempotent, 128 B, unthrottled).
- * 2. One edge and one worker process per consume mode (TETHER_KAFKA_CONSUME stream, then pull)
+ * 2. One edge and one worker process per consume mode (TETHER_KAFKA_CONSUME pull, the default, then stream)
  *    with production settings (hmac devices, acks=all,
  *    idempotence, acks after the delivery report, commits after the answer), driven by a raw
  *    NDJSON load generator in its own process (bench/load.ts), 128 B request frames:
@@ -274,7 +274,7 @@ async function main(): Promise<void> {
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter((arg) => arg !== "");
   // BENCH_CONSUME: the consume modes to run (TETHER_KAFKA_CONSUME), each on its own edge and
   // worker, the default one first; `default` sets nothing, so the services run on their own.
-  const modes = (process.env.BENCH_CONSUME ?? "stream,pull").split(",").filter((mode) => mode !== "");
+  const modes = (process.env.BENCH_CONSUME ?? "pull,stream").split(",").filter((mode) => mode !== "");
   // BENCH_ROWS=open,closed1,closed8 picks rows (these three by default; `quiet` runs 10 req/s and
   // `busy` 2,500 req/s), e.g. to profile one.
   const picked = (process.env.BENCH_ROWS ?? "open,closed1,closed8").split(",");

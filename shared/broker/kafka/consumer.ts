@@ -223,7 +223,7 @@ function makeRun(
   dispatch: DispatcherOptions,
 ): Run {
   const dispatcher = new Dispatcher(dispatch);
-  const pull = settings.consumeMode === "pull";
+  const pull = settings.consumeMode !== "stream";
   let fetchLoop: FetchLoop | undefined;
   const consumer = new native.KafkaConsumer({
     ...config,

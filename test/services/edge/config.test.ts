@@ -41,11 +41,11 @@ describe("edge configuration", () => {
     );
   });
 
-  it("takes Kafka messages by the consume thread unless TETHER_KAFKA_CONSUME says pull, in the worker too", () => {
+  it("pulls Kafka messages unless TETHER_KAFKA_CONSUME says stream, in the worker too", () => {
     const base = { TETHER_ENV: "development", TETHER_AUTH_MODE: "none" };
-    assert.equal(readEdgeConfig(base).common.kafka.consumeMode, "stream");
-    assert.equal(readEdgeConfig({ ...base, TETHER_KAFKA_CONSUME: "pull" }).common.kafka.consumeMode, "pull");
-    assert.equal(readWorkerConfig(base).kafka.consumeMode, "stream");
+    assert.equal(readEdgeConfig(base).common.kafka.consumeMode, "pull");
+    assert.equal(readEdgeConfig({ ...base, TETHER_KAFKA_CONSUME: "stream" }).common.kafka.consumeMode, "stream");
+    assert.equal(readWorkerConfig(base).kafka.consumeMode, "pull");
     assert.throws(
       () => readWorkerConfig({ ...base, TETHER_KAFKA_CONSUME: "poll" }),
       (error) => hasErrorCode(error, "invalid_config") && /TETHER_KAFKA_CONSUME/.test(error.message),

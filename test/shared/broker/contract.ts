@@ -129,6 +129,29 @@ export function brokerContract(
       assert.ok(message.timestamp >= before - 1000 && message.timestamp <= Date.now() + 1000);
     });
 
+    it("delivers the sends of one turn in order, and a close made in that turn still delivers them", async (t) => {
+      const topic = await makeTopic("turn", 1);
+      const own = fixture.broker.producer();
+      await own.connect();
+      const sends = Array.from({ length: 50 }, (_, i) => own.send({ topic, key: "k", value: `m${i}` }));
+      const closed = own.close();
+      const reports = await Promise.all(sends);
+      await closed;
+      const offsets = reports.map((report) => BigInt(report.offset));
+      for (let i = 1; i < offsets.length; i++) assert.equal(offsets[i], offsets[i - 1]! + 1n, "offsets in send order");
+      const received: IncomingMessage[] = [];
+      const consumer = fixture.broker.groupConsumer({ groupId: unique("g"), topics: [topic] });
+      t.after(() => consumer.close());
+      await consumer.start(async (message) => {
+        received.push(message);
+      });
+      await waitUntil("the messages", () => received.length >= 50, fixture.waitMs);
+      assert.deepEqual(
+        received.map(text),
+        sends.map((_, i) => `m${i}`),
+      );
+    });
+
     it("delivers a message without key or headers with a null key and empty headers", async (t) => {
       const topic = await makeTopic("nokey", 2);
       await producer.send({ topic, value: Buffer.from([0, 1, 2, 255]) });
