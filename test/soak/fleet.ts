@@ -351,7 +351,9 @@ export class Fleet {
     const all = [...this.edges, ...this.workers];
     for (const proc of all) proc.intended = true;
     if (this.startupCrashes.length > 0) keepLogs = true;
-    await Promise.allSettled(all.map((proc) => proc.managed.stop(500)));
+    // A profiled process writes its profile as it exits, after its shutdown: give it the time.
+    const profiled = (this.options.nodeArgs ?? []).some((arg) => arg.startsWith("--cpu-prof"));
+    await Promise.allSettled(all.map((proc) => proc.managed.stop(profiled ? 20_000 : 500)));
     if (!keepLogs) removeTree(this.dir);
   }
 }
