@@ -85,6 +85,22 @@ export function brokerContract(
       return topic;
     }
 
+    /** Reads `topic` from its start in a new group until `count` messages came. */
+    async function receive(t: TestContext, topic: string, count: number): Promise<IncomingMessage[]> {
+      const received: IncomingMessage[] = [];
+      const consumer = fixture.broker.groupConsumer({ groupId: unique("g"), topics: [topic] });
+      t.after(() => consumer.close());
+      await consumer.start(async (message) => {
+        received.push(message);
+      });
+      await waitUntil(
+        count === 1 ? "the message" : `${count} messages`,
+        () => received.length >= count,
+        fixture.waitMs,
+      );
+      return received;
+    }
+
     async function withAdmin<T>(use: (admin: ReturnType<Broker["admin"]>) => Promise<T>): Promise<T> {
       const admin = fixture.broker.admin();
       try {
@@ -109,13 +125,7 @@ export function brokerContract(
       });
       assert.equal(report.topic, topic);
       assert.match(report.offset, /^\d+$/);
-      const received: IncomingMessage[] = [];
-      const consumer = fixture.broker.groupConsumer({ groupId: unique("g"), topics: [topic] });
-      t.after(() => consumer.close());
-      await consumer.start(async (message) => {
-        received.push(message);
-      });
-      await waitUntil("the message", () => received.length >= 1, fixture.waitMs);
+      const received = await receive(t, topic, 1);
       const message = received[0]!;
       assert.equal(message.topic, topic);
       assert.equal(message.partition, report.partition);
@@ -139,13 +149,7 @@ export function brokerContract(
       await closed;
       const offsets = reports.map((report) => BigInt(report.offset));
       for (let i = 1; i < offsets.length; i++) assert.equal(offsets[i], offsets[i - 1]! + 1n, "offsets in send order");
-      const received: IncomingMessage[] = [];
-      const consumer = fixture.broker.groupConsumer({ groupId: unique("g"), topics: [topic] });
-      t.after(() => consumer.close());
-      await consumer.start(async (message) => {
-        received.push(message);
-      });
-      await waitUntil("the messages", () => received.length >= 50, fixture.waitMs);
+      const received = await receive(t, topic, 50);
       assert.deepEqual(
         received.map(text),
         sends.map((_, i) => `m${i}`),
@@ -155,13 +159,7 @@ export function brokerContract(
     it("delivers a message without key or headers with a null key and empty headers", async (t) => {
       const topic = await makeTopic("nokey", 2);
       await producer.send({ topic, value: Buffer.from([0, 1, 2, 255]) });
-      const received: IncomingMessage[] = [];
-      const consumer = fixture.broker.groupConsumer({ groupId: unique("g"), topics: [topic] });
-      t.after(() => consumer.close());
-      await consumer.start(async (message) => {
-        received.push(message);
-      });
-      await waitUntil("the message", () => received.length >= 1, fixture.waitMs);
+      const received = await receive(t, topic, 1);
       assert.equal(received[0]!.key, null);
       assert.deepEqual([...received[0]!.value], [0, 1, 2, 255]);
       assert.deepEqual({ ...received[0]!.headers }, {});
