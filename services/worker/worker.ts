@@ -511,7 +511,7 @@ export class Worker {
   }
 }
 
-/** Every in-flight handler run listens on it; the default limit of 10 would warn for nothing. */
+/** Every retry wait listens on it; the default limit of 10 would warn for nothing. */
 function abortControllerWithoutListenerLimit(): AbortController {
   const controller = new AbortController();
   setMaxListeners(0, controller.signal);
