@@ -11,7 +11,7 @@ import { resourceNames } from "../../../shared/config/index.ts";
 import { silentLogger } from "../../../shared/log/index.ts";
 import { ensureTables } from "../../../shared/registry/dynamodb/index.ts";
 import { localDynamoDbSettings, localKafkaSettings, uniquePrefix, useLocalCluster } from "../../harness/index.ts";
-import { freePort } from "../../harness/net.ts";
+import { freePorts } from "../../harness/net.ts";
 import { within } from "../../harness/process.ts";
 import { Device, eventually, sleep } from "./helpers.ts";
 
@@ -63,9 +63,25 @@ async function fleetEnv(): Promise<Record<string, string>> {
   };
 }
 
+/**
+ * Starts a service on two ports that were free a moment ago. Another process can still take
+ * one in between (an outgoing connection's ephemeral port, say), so a start that fails on a
+ * taken port is tried again on new ones.
+ */
 async function startProcess(script: string, env: Record<string, string>, readyPath: string): Promise<Proc> {
-  const port = await freePort();
-  const httpPort = await freePort();
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startOnFreePorts(script, env, readyPath);
+    } catch (error) {
+      if (attempt >= 3 || !(error instanceof PortTaken)) throw error;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startOnFreePorts(script: string, env: Record<string, string>, readyPath: string): Promise<Proc> {
+  const [port, httpPort] = (await freePorts(2)) as [number, number];
   const child = spawn(process.execPath, ["--import", "tsx", script], {
     env: {
       ...env,
@@ -89,7 +105,10 @@ async function startProcess(script: string, env: Record<string, string>, readyPa
   const proc: Proc = { child, port, httpPort, exited, output: () => output };
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`${script} exited ${child.exitCode}: ${output}`);
+    if (child.exitCode !== null) {
+      const message = `${script} exited ${child.exitCode}: ${output}`;
+      throw output.includes("EADDRINUSE") ? new PortTaken(message) : new Error(message);
+    }
     try {
       if ((await fetch(`http://127.0.0.1:${httpPort}${readyPath}`)).status === 200) return proc;
     } catch {
