@@ -1,16 +1,39 @@
+import { readFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 
-/** A port that was free a moment ago on 127.0.0.1 (the OS picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A port that was free a moment ago, on every interface (as the services listen). It is drawn
+ * below the kernel's ephemeral range: a port the OS picks (port 0) comes from that range, where
+ * any outgoing connection of another process (a Kafka client's, say) can take it before the
+ * process meant to listen on it does.
+ */
+export async function freePort(): Promise<number> {
+  const [low, high] = outsideEphemeral();
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low + 1));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port between ${low} and ${high}`);
+}
+
+/** Ports from 10,000 up to the ephemeral range's start (Linux: ip_local_port_range). */
+function outsideEphemeral(): [number, number] {
+  let start = 32_768;
+  try {
+    const first = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    if (Number.isInteger(first) && first > 11_000) start = first;
+  } catch {
+    // Not Linux: keep the usual start.
+  }
+  return [10_000, start - 1];
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
-    server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error("no port assigned"))));
-    });
+    server.once("error", () => resolve(false));
+    server.listen({ port, exclusive: true }, () => server.close(() => resolve(true)));
   });
 }
 
